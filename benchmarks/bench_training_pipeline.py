@@ -1,0 +1,120 @@
+"""Time per training epoch: the notebook's on-device pipeline against the usual DataLoader pipeline.
+
+Both train the same ConvNet with the same optimizer, loss and batch size over the same CIFAR-10 training images,
+side by side in one run, on the machine this runs on:
+
+  * notebook: all images in one uint8 tensor on the device; each batch indexed out, augmented (random crop and
+    flip) and normalized there (the notebook's `train_one_epoch`);
+  * DataLoader: torchvision's CIFAR10 with transforms ToTensor and Normalize, through a torch DataLoader
+    (shuffle=True), the way the PyTorch tutorial and most course solutions do it; it does no augmentation,
+    so it does less work than the notebook's pipeline;
+  * network alone: the same optimizer steps on batches prepared in advance; no pipeline can beat it, so it shows
+    how much of an epoch is data handling at all.
+
+Usage: python benchmarks/bench_training_pipeline.py DATA_DIR [--epochs 2] [--batch-size 256] [--workers 0 2]
+DATA_DIR holds cifar-10-batches-py/ (for an offline copy: python3 ../shared/tools/cifar10_local.py /tmp/cifar10).
+"""
+import argparse
+import time
+
+import torch
+import torchvision.transforms as T
+from common import NB, load_train_set, machine, median_seconds, synchronize
+from torch.utils.data import DataLoader
+
+
+def make_training(device, lr=0.05):
+    torch.manual_seed(0)
+    model = NB.ConvNet().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+
+
+def notebook_epoch(train_set, batch_size, device):
+    images, labels = NB.dataset_tensors(train_set, device)
+    normalize = NB.v2.Compose([NB.v2.ToDtype(torch.float32, scale=True), NB.v2.Normalize(*NB.channel_stats(images))])
+    model, optimizer, scheduler, loss_fn = make_training(device)
+
+    def epoch():
+        synchronize(device)
+        start = time.perf_counter()
+        NB.train_one_epoch(model, images, labels, normalize, loss_fn, optimizer, scheduler, batch_size)
+        synchronize(device)
+        return time.perf_counter() - start
+
+    return epoch
+
+
+def network_alone_epoch(train_set, batch_size, device):
+    """The floor for any pipeline: the same steps on batches normalized once in advance, in order, with no
+    shuffling, augmentation or conversion."""
+    images, labels = NB.dataset_tensors(train_set, device)
+    normalize = NB.v2.Compose([NB.v2.ToDtype(torch.float32, scale=True), NB.v2.Normalize(*NB.channel_stats(images))])
+    batches = list(zip(normalize(images).split(batch_size), labels.split(batch_size)))
+    model, optimizer, _, loss_fn = make_training(device)
+
+    def epoch():
+        synchronize(device)
+        start = time.perf_counter()
+        model.train()
+        for x, y in batches:
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    return epoch
+
+
+def dataloader_epoch(train_set, batch_size, device, workers):
+    mean, std = NB.channel_stats(NB.dataset_tensors(train_set, torch.device("cpu"))[0])
+    train_set.transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=workers,
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    model, optimizer, _, loss_fn = make_training(device)
+
+    def epoch():
+        synchronize(device)
+        start = time.perf_counter()
+        model.train()
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    return epoch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per pipeline (the median is quoted)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader num_workers to try")
+    args = parser.parse_args()
+    device = NB.pick_device("auto")
+    train_set = load_train_set(args.data_dir)
+    print(f"{len(train_set):,} training images, batch {args.batch_size}, on {machine()}")
+    pipelines = {"notebook (uint8 on device)": notebook_epoch(train_set, args.batch_size, device)}
+    pipelines["network alone (floor)"] = network_alone_epoch(train_set, args.batch_size, device)
+    for workers in args.workers:
+        pipelines[f"DataLoader, {workers} workers"] = dataloader_epoch(
+            load_train_set(args.data_dir), args.batch_size, device, workers)
+    for epoch in pipelines.values():  # one warm-up epoch each
+        epoch()
+    seconds = {name: median_seconds(epoch, args.epochs) for name, epoch in pipelines.items()}
+    ours = seconds["notebook (uint8 on device)"]
+    print(f"{'pipeline':<30} {'s / epoch':>10} {'ratio to notebook':>18}")
+    for name, value in seconds.items():
+        print(f"{name:<30} {value:>10.2f} {value / ours:>17.1f}x")
+
+
+if __name__ == "__main__":
+    main()
