@@ -31,42 +31,51 @@ def make_training(device, lr=0.05):
     return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 
 
-def notebook_epoch(train_set, batch_size, device):
-    images, labels = NB.dataset_tensors(train_set, device)
-    normalize = NB.v2.Compose([NB.v2.ToDtype(torch.float32, scale=True), NB.v2.Normalize(*NB.channel_stats(images))])
-    model, optimizer, scheduler, loss_fn = make_training(device)
-
+def timed(run, device):
+    """A function that calls `run()` once and returns the seconds it took, queued CUDA work included."""
     def epoch():
         synchronize(device)
         start = time.perf_counter()
-        NB.train_one_epoch(model, images, labels, normalize, loss_fn, optimizer, scheduler, batch_size)
+        run()
         synchronize(device)
         return time.perf_counter() - start
 
     return epoch
+
+
+def plain_training(batches, device):
+    """One epoch of plain training steps over the (x, y) pairs that `batches()` yields."""
+    model, optimizer, _, loss_fn = make_training(device)
+
+    def run():
+        model.train()
+        for x, y in batches():
+            loss = loss_fn(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    return timed(run, device)
+
+
+def normalizer(images):
+    return NB.v2.Compose([NB.v2.ToDtype(torch.float32, scale=True), NB.v2.Normalize(*NB.channel_stats(images))])
+
+
+def notebook_epoch(train_set, batch_size, device):
+    images, labels = NB.dataset_tensors(train_set, device)
+    normalize = normalizer(images)
+    model, optimizer, scheduler, loss_fn = make_training(device)
+    return timed(lambda: NB.train_one_epoch(model, images, labels, normalize, loss_fn, optimizer, scheduler,
+                                            batch_size), device)
 
 
 def network_alone_epoch(train_set, batch_size, device):
     """The floor for any pipeline: the same steps on batches normalized once in advance, in order, with no
     shuffling, augmentation or conversion."""
     images, labels = NB.dataset_tensors(train_set, device)
-    normalize = NB.v2.Compose([NB.v2.ToDtype(torch.float32, scale=True), NB.v2.Normalize(*NB.channel_stats(images))])
-    batches = list(zip(normalize(images).split(batch_size), labels.split(batch_size)))
-    model, optimizer, _, loss_fn = make_training(device)
-
-    def epoch():
-        synchronize(device)
-        start = time.perf_counter()
-        model.train()
-        for x, y in batches:
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        synchronize(device)
-        return time.perf_counter() - start
-
-    return epoch
+    batches = list(zip(normalizer(images)(images).split(batch_size), labels.split(batch_size)))
+    return plain_training(lambda: batches, device)
 
 
 def dataloader_epoch(train_set, batch_size, device, workers):
@@ -74,22 +83,7 @@ def dataloader_epoch(train_set, batch_size, device, workers):
     train_set.transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    model, optimizer, _, loss_fn = make_training(device)
-
-    def epoch():
-        synchronize(device)
-        start = time.perf_counter()
-        model.train()
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        synchronize(device)
-        return time.perf_counter() - start
-
-    return epoch
+    return plain_training(lambda: loader, device)
 
 
 def main():
@@ -102,8 +96,8 @@ def main():
     device = NB.pick_device("auto")
     train_set = load_train_set(args.data_dir)
     print(f"{len(train_set):,} training images, batch {args.batch_size}, on {machine()}")
-    pipelines = {"notebook (uint8 on device)": notebook_epoch(train_set, args.batch_size, device)}
-    pipelines["network alone (floor)"] = network_alone_epoch(train_set, args.batch_size, device)
+    pipelines = {"notebook (uint8 on device)": notebook_epoch(train_set, args.batch_size, device),
+                 "network alone (floor)": network_alone_epoch(train_set, args.batch_size, device)}
     for workers in args.workers:
         pipelines[f"DataLoader, {workers} workers"] = dataloader_epoch(
             load_train_set(args.data_dir), args.batch_size, device, workers)
