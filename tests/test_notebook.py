@@ -17,19 +17,25 @@ PARAMETERS = {"MOUNT_DRIVE": False, "EPOCHS": 4, "BATCH_SIZE": 64, "LEARNING_RAT
               "TIMING_SECONDS": 0.05}
 
 
-@pytest.fixture(scope="module")
-def run(tiny_cifar, tmp_path_factory):
-    """The executed notebook and the folder it ran in."""
-    work = tmp_path_factory.mktemp("run")
+def execute(work, data_dir, name, **parameters):
+    """Run the notebook in a Jupyter kernel with working folder `work`; return the executed notebook."""
     startup = work / "ipython" / "profile_default" / "startup"
-    startup.mkdir(parents=True)
+    startup.mkdir(parents=True, exist_ok=True)
     (startup / "00-offline-cifar.py").write_text(OFFLINE_PATCH + "\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IPYTHONDIR", str(work / "ipython"))
         mp.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-        papermill.execute_notebook(str(NOTEBOOK), str(work / "executed.ipynb"), cwd=str(work), kernel_name="python3",
-                                   parameters={**PARAMETERS, "DATA_DIR": str(tiny_cifar)}, progress_bar=False)
-    return nbformat.read(work / "executed.ipynb", as_version=4), work
+        papermill.execute_notebook(str(NOTEBOOK), str(work / name), cwd=str(work), kernel_name="python3",
+                                   parameters={**PARAMETERS, "DATA_DIR": str(data_dir), **parameters},
+                                   progress_bar=False)
+    return nbformat.read(work / name, as_version=4)
+
+
+@pytest.fixture(scope="module")
+def run(tiny_cifar, tmp_path_factory):
+    """The executed notebook and the folder it ran in."""
+    work = tmp_path_factory.mktemp("run")
+    return execute(work, tiny_cifar, "executed.ipynb"), work
 
 
 def cell_text(cell):
@@ -146,3 +152,13 @@ def test_committed_notebook_is_clean():
 def test_ruff_passes_on_notebook():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", str(NOTEBOOK)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_second_run_reuses_the_saved_weights(run, tiny_cifar):
+    first, work = run
+    second = execute(work, tiny_cifar, "reused.ipynb", REUSE_WEIGHTS=True, TIMING_SECONDS=0.01)
+    assert "loaded the weights of an earlier run" in cell_text(cell_running(second, "if REUSE_WEIGHTS and WEIGHTS_PATH.exists()"))
+    accuracy_line = [cell_text(cell_running(nb, "test_loss, test_acc = evaluate(")).splitlines()[0]
+                     for nb in (first, second)]
+    assert accuracy_line[0] == accuracy_line[1]  # the same weights, the same test accuracy and loss
+    assert cell_images(cell_running(second, "plot_history(history)")) == 1  # the saved curves
