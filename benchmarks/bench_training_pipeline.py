@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 def make_training(device, lr=0.05):
     torch.manual_seed(0)
     model = NB.ConvNet().to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = NB.make_optimizer(model, lr)
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
     return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 
@@ -58,13 +58,9 @@ def plain_training(batches, device):
     return timed(run, device)
 
 
-def normalizer(images):
-    return NB.v2.Compose([NB.v2.ToDtype(torch.float32, scale=True), NB.v2.Normalize(*NB.channel_stats(images))])
-
-
 def notebook_epoch(train_set, batch_size, device):
     images, labels = NB.dataset_tensors(train_set, device)
-    normalize = normalizer(images)
+    normalize = NB.make_normalize(*NB.channel_stats(images))
     model, optimizer, scheduler, loss_fn = make_training(device)
     return timed(lambda: NB.train_one_epoch(model, images, labels, normalize, loss_fn, optimizer, scheduler,
                                             batch_size), device)
@@ -74,7 +70,7 @@ def network_alone_epoch(train_set, batch_size, device):
     """The floor for any pipeline: the same steps on batches normalized once in advance, in order, with no
     shuffling, augmentation or conversion."""
     images, labels = NB.dataset_tensors(train_set, device)
-    batches = list(zip(normalizer(images)(images).split(batch_size), labels.split(batch_size)))
+    batches = list(zip(NB.make_normalize(*NB.channel_stats(images))(images).split(batch_size), labels.split(batch_size)))
     return plain_training(lambda: batches, device)
 
 

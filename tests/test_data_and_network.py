@@ -82,7 +82,7 @@ def test_fit_learns_the_fixture_and_is_reproducible(nb, tiny_cifar, offline_cifa
     train_set, _ = nb.load_cifar10(tiny_cifar, download=False)
     images, labels = nb.dataset_tensors(train_set, torch.device("cpu"))
     train, val = nb.split_train_val(images, labels, 200)
-    normalize = nb.v2.Compose([nb.v2.ToDtype(torch.float32, scale=True), nb.v2.Normalize(*nb.channel_stats(train[0]))])
+    normalize = nb.make_normalize(*nb.channel_stats(train[0]))
 
     def run():
         nb.seed_everything(0)
