@@ -12,7 +12,7 @@ side by side in one run, on the machine this runs on:
     how much of an epoch is data handling at all.
 
 Usage: python benchmarks/bench_training_pipeline.py DATA_DIR [--epochs 2] [--batch-size 256] [--workers 0 2]
-DATA_DIR holds cifar-10-batches-py/ (for an offline copy: python3 ../shared/tools/cifar10_local.py /tmp/cifar10).
+DATA_DIR holds cifar-10-batches-py/ (the folder the notebook downloads into, or a copy in the same layout).
 """
 import argparse
 import time

@@ -14,7 +14,7 @@ NB = load_notebook()
 
 def load_train_set(data_dir):
     """torchvision's CIFAR10 training split from `data_dir`. The md5 check is switched off here, in the harness,
-    so that the offline copy that ../shared/tools/cifar10_local.py writes is accepted too."""
+    so that a copy of CIFAR-10 rebuilt in the official layout (whose files differ from the download) is accepted."""
     tv_cifar.check_integrity = lambda path, md5=None: os.path.isfile(path)
     train_set, _ = NB.load_cifar10(data_dir, download=False)
     return train_set

@@ -1,0 +1,162 @@
+"""Search the training recipe by validation accuracy; evaluate the test split for the two finalists only.
+
+Every run is the notebook's own `fit` on the notebook's split (VAL_SIZE = 5000 held out of the training images,
+split with the run's seed, as the notebook does with SEED), with one recipe's settings. Phase 1 trains each recipe
+once (seed 0) and reports the final validation accuracy, plain and with the mirror test-time augmentation. Phase 2
+takes the two best recipes by plain validation accuracy among those that fit the CPU budget, trains each with the
+seeds given, and only then evaluates the test split.
+
+The budget: the notebook's default training must take at most --cpu-budget seconds on the project's 2-core
+development machine (--cpu-epoch-seconds gives the seconds per epoch measured there for each batch size) and at
+most --max-steps optimizer steps on Colab's 45,000 training images (what a training costs on a small GPU).
+
+Runs go to --workers processes at once (on a GPU, a network this small leaves most of the card idle).
+
+Usage: python benchmarks/search_recipe.py DATA_DIR [--workers 6] [--seeds 0 1] [--out results.jsonl]
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars from the runs in the workers
+
+import torch
+from common import NB, load_train_set, machine
+
+BASE = {"epochs": 50, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "cycle_momentum": False,
+        "weight_decay": 5e-4, "label_smoothing": 0.1, "ema_decay": None, "padding": 2}
+RECIPES = {  # the longest first, so that they start first
+    "200 epochs": {"epochs": 200},
+    "100 epochs": {"epochs": 100},
+    "batch 128, lr 0.05, 100 epochs": {"batch_size": 128, "lr": 0.05, "epochs": 100},
+    "batch 128, lr 0.05": {"batch_size": 128, "lr": 0.05},
+    "batch 128, lr 0.1": {"batch_size": 128, "lr": 0.1},
+    "batch 128, lr 0.05, EMA 0.999": {"batch_size": 128, "lr": 0.05, "ema_decay": 0.999},
+    "60 epochs": {"epochs": 60},
+    "60 epochs, EMA 0.999": {"epochs": 60, "ema_decay": 0.999},
+    "batch 512, lr 0.2, 60 epochs": {"batch_size": 512, "lr": 0.2, "epochs": 60},
+    "batch 512, lr 0.1, 60 epochs": {"batch_size": 512, "lr": 0.1, "epochs": 60},
+    "base (momentum 0.9 fixed)": {},
+    "momentum cycled 0.95-0.85": {"cycle_momentum": True},
+    "momentum 0.95": {"momentum": 0.95},
+    "momentum 0.8": {"momentum": 0.8},
+    "EMA 0.999": {"ema_decay": 0.999},
+    "EMA 0.9995": {"ema_decay": 0.9995},
+    "lr 0.05": {"lr": 0.05},
+    "lr 0.2": {"lr": 0.2},
+    "weight decay 1e-3": {"weight_decay": 1e-3},
+    "weight decay 2.5e-4": {"weight_decay": 2.5e-4},
+    "label smoothing 0": {"label_smoothing": 0.0},
+    "label smoothing 0.05": {"label_smoothing": 0.05},
+    "label smoothing 0.2": {"label_smoothing": 0.2},
+    "shift 3 px": {"padding": 3},
+}
+
+_DATA = {}
+
+
+def data(data_dir, seed, device):
+    key = (data_dir, seed)
+    if key not in _DATA:
+        images, labels = NB.dataset_tensors(load_train_set(data_dir), device)
+        train, val = NB.split_train_val(images, labels, 5000, None, seed)
+        _DATA[key] = train, val, NB.make_normalize(*NB.channel_stats(train[0]))
+    return _DATA[key]
+
+
+def shifted_views_logits(model, images, normalize, shift=1):
+    """Exploration only: mirror plus four 1-pixel shifts of each view (10 views in all)."""
+    padded = torch.nn.functional.pad(images, (shift,) * 4)
+    h, w = images.shape[-2:]
+    views = [images] + [padded[..., shift + dy:shift + dy + h, shift + dx:shift + dx + w]
+                        for dy, dx in ((shift, 0), (-shift, 0), (0, shift), (0, -shift))]
+    return sum(NB.predict_logits(model, v, normalize, mirror=True) for v in views) / len(views)
+
+
+def train_and_measure(name, seed, data_dir, with_test, threads):
+    torch.set_num_threads(threads)
+    device = NB.pick_device("auto")
+    (train, val, normalize), recipe = data(data_dir, seed, device), {**BASE, **RECIPES[name]}
+    NB.seed_everything(seed)
+    model = NB.ConvNet().to(device)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
+    start = time.perf_counter()
+    fit_args = {k: v for k, v in recipe.items() if k not in ("epochs", "batch_size", "lr", "label_smoothing")}
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        NB.fit(model, train, val, normalize, loss_fn, recipe["epochs"], recipe["batch_size"], recipe["lr"], **fit_args)
+    row = {"recipe": name, "seed": seed, **recipe, "seconds": time.perf_counter() - start,
+           "val": accuracy(NB.predict_logits(model, val[0], normalize), val[1]),
+           "val mirror": accuracy(NB.predict_logits(model, val[0], normalize, mirror=True), val[1]),
+           "val mirror+shifts": accuracy(shifted_views_logits(model, val[0], normalize), val[1])}
+    if with_test:
+        test_x, test_y = NB.dataset_tensors(NB.load_cifar10(data_dir, download=False)[1], device)
+        row["test"] = accuracy(NB.predict_logits(model, test_x, normalize), test_y)
+        row["test mirror"] = accuracy(NB.predict_logits(model, test_x, normalize, mirror=True), test_y)
+    return row
+
+
+def accuracy(logits, labels):
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def run_all(jobs, data_dir, workers, with_test, out):
+    rows = []
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        threads = max(1, os.cpu_count() // workers)
+        futures = [pool.submit(train_and_measure, name, seed, data_dir, with_test, threads) for name, seed in jobs]
+        for future in as_completed(futures):
+            row = future.result()
+            rows.append(row)
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(f"  {row['recipe']:<34} seed {row['seed']}: val {row['val']:.2%}, mirror {row['val mirror']:.2%}"
+                  + (f", test {row['test']:.2%}, test mirror {row['test mirror']:.2%}" if with_test else ""),
+                  flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir")
+    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds for the two finalists")
+    parser.add_argument("--cpu-budget", type=float, default=300.0)
+    parser.add_argument("--cpu-epoch-seconds", nargs="+", default=["128=5.8", "256=4.9", "512=4.3"])
+    parser.add_argument("--max-steps", type=int, default=12000,
+                        help="optimizer steps of the whole training on Colab's 45,000 training images")
+    parser.add_argument("--finalists", nargs=2, metavar="RECIPE", help="skip phase 1: these two are the finalists")
+    parser.add_argument("--out", default="search_recipe.jsonl")
+    args = parser.parse_args()
+    per_epoch = {int(k): float(v) for k, v in (item.split("=") for item in args.cpu_epoch_seconds)}
+    cpu_seconds = {name: per_epoch[r["batch_size"]] * r["epochs"] for name, r in
+                   ((name, {**BASE, **overrides}) for name, overrides in RECIPES.items())}
+    print(f"on {machine()}, torch {torch.__version__}", flush=True)
+    with open(args.out, "w") as out:
+        explored = []
+        if args.finalists:
+            finalists = args.finalists
+        else:
+            print(f"phase 1: {len(RECIPES)} recipes, seed 0", flush=True)
+            explored = run_all([(name, 0) for name in RECIPES], args.data_dir, args.workers, False, out)
+            in_budget = [r for r in explored if cpu_seconds[r["recipe"]] <= args.cpu_budget
+                         and r["epochs"] * math.ceil(45000 / r["batch_size"]) <= args.max_steps]
+            finalists = [r["recipe"] for r in sorted(in_budget, key=lambda r: -r["val"])[:2]]
+        print(f"phase 2: finalists {finalists}, seeds {args.seeds}, with the test split", flush=True)
+        final = run_all([(name, seed) for name in finalists for seed in args.seeds], args.data_dir, args.workers,
+                        True, out)
+    print(f"\n{'recipe':<34} {'CPU s (est.)':>12} {'val':>7} {'mirror':>7} {'+shifts':>8} {'GPU s':>6}")
+    for r in sorted(explored, key=lambda r: -r["val"]):
+        print(f"{r['recipe']:<34} {cpu_seconds[r['recipe']]:>12.0f} {r['val']:>7.2%} {r['val mirror']:>7.2%} "
+              f"{r['val mirror+shifts']:>8.2%} {r['seconds']:>6.1f}")
+    print(f"\n{'finalist':<34} {'seed':>4} {'val':>7} {'test':>7} {'test mirror':>12}")
+    for r in final:
+        print(f"{r['recipe']:<34} {r['seed']:>4} {r['val']:>7.2%} {r['test']:>7.2%} {r['test mirror']:>12.2%}")
+
+
+if __name__ == "__main__":
+    main()
