@@ -1,9 +1,13 @@
 """Task 1.0-1.2 code from the notebook: data loading and its errors, augmentation, the network, the training loop."""
+import shutil
+import tarfile
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision.datasets.cifar as tv_cifar
+import torchvision.datasets.utils as tv_utils
 from conftest import N_TEST, TRAIN_PER_BATCH
 
 
@@ -30,9 +34,41 @@ def test_failed_download_gives_the_same_clear_error(nb, tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_network)
-    with pytest.raises(nb.DataUnavailableError, match="could not be downloaded .*URLError.*no network"):
+    monkeypatch.setattr(tv_utils, "download_url", no_network)
+    with pytest.raises(nb.DataUnavailableError, match="nor downloaded .*URLError.*no network"):
         nb.load_cifar10(tmp_path / "empty", download=True)
+
+
+def test_damaged_file_gives_a_clear_error(nb, tiny_cifar, tmp_path, offline_cifar):
+    shutil.copytree(tiny_cifar / "cifar-10-batches-py", tmp_path / "cifar-10-batches-py")
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])  # cut short, as by an interrupted copy
+    with pytest.raises(nb.DataUnavailableError, match="(?s)could not be read from .*delete .* if its files are damaged"):
+        nb.load_cifar10(tmp_path, download=True)
+
+
+def test_present_files_are_read_once_not_checksummed(nb, tiny_cifar, monkeypatch):
+    """torchvision's CIFAR10(download=True) computes the md5 sum of all six data files twice per split; the
+    notebook's CIFAR10Folder checks only that they are there (the download was verified when it arrived), and
+    downloads nothing."""
+    checked = []
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda path, md5=None: checked.append(Path(path).name) or True)
+    monkeypatch.setattr(tv_utils, "download_url", lambda *args, **kwargs: pytest.fail("downloaded"))
+    nb.load_cifar10(tiny_cifar, download=True)
+    assert checked == ["batches.meta", "batches.meta"]  # torchvision's check of the tiny metadata file alone
+
+
+def test_download_is_verified_extracted_and_the_archive_removed(nb, tiny_cifar, tmp_path, monkeypatch,
+                                                                offline_cifar):
+    def from_local_archive(url, root, filename=None, md5=None, **kwargs):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        with tarfile.open(Path(root) / filename, "w:gz") as tar:
+            tar.add(tiny_cifar / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+
+    monkeypatch.setattr(tv_utils, "download_url", from_local_archive)
+    train_set, test_set = nb.load_cifar10(tmp_path / "fresh", download=True)
+    assert len(train_set) == 5 * TRAIN_PER_BATCH and len(test_set) == N_TEST
+    assert [p.name for p in (tmp_path / "fresh").iterdir()] == ["cifar-10-batches-py"]
 
 
 def test_split_is_disjoint_reproducible_and_checked(nb):
@@ -45,7 +81,7 @@ def test_split_is_disjoint_reproducible_and_checked(nb):
     assert torch.equal(tx, tx2)
     with pytest.raises(ValueError, match="VAL_SIZE must be between 1 and 99"):
         nb.split_train_val(images, labels, 100)
-    with pytest.raises(ValueError, match="TRAIN_SUBSET must be None or between 1 and 80"):
+    with pytest.raises(ValueError, match="TRAIN_SUBSET must be 0 \\(all\\) or between 1 and 80"):
         nb.split_train_val(images, labels, 20, train_subset=81)
 
 
@@ -78,22 +114,79 @@ def test_network_layers_shapes_and_parameter_count(nb):
     assert model(torch.zeros(5, 3, 32, 32)).shape == (5, 10)
 
 
-def test_fit_learns_the_fixture_and_is_reproducible(nb, tiny_cifar, offline_cifar):
+def test_fit_learns_the_fixture_and_is_reproducible(nb, tiny_cifar, offline_cifar, capsys):
     train_set, _ = nb.load_cifar10(tiny_cifar, download=False)
     images, labels = nb.dataset_tensors(train_set, torch.device("cpu"))
     train, val = nb.split_train_val(images, labels, 200)
     normalize = nb.make_normalize(*nb.channel_stats(train[0]))
 
-    def run():
+    def run(**recipe):
         nb.seed_everything(0)
         model = nb.ConvNet()
-        return nb.fit(model, train, val, normalize, torch.nn.CrossEntropyLoss(label_smoothing=0.1), 3, 64, 0.05)
+        history = nb.fit(model, train, val, normalize, torch.nn.CrossEntropyLoss(label_smoothing=0.1), 3, 64, 0.05,
+                         **recipe)
+        return model, history
 
-    history = run()
+    model, history = run()
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert history["val_acc"][-1] > 0.3
     assert len(history["epoch_seconds"]) == 3
-    assert run()["val_loss"] == history["val_loss"]  # same seed, same machine: same numbers
+    assert run()[1]["val_loss"] == history["val_loss"]  # same seed, same machine: same numbers
+    ema_model, ema_history = run(ema_decay=0.999)
+    assert ema_history["val_acc"][-1] > 0.3  # the warm-up keeps a short run from averaging its initial weights
+    assert ema_history["val_loss"] != history["val_loss"]  # validated on the average, not on the last weights
+    assert not torch.equal(ema_model.fc3.weight, model.fc3.weight)
+    assert "epoch   3/3: train loss" in capsys.readouterr().out
+
+
+def test_one_cycle_keeps_the_stated_momentum(nb):
+    model = nb.ConvNet()
+    optimizer = nb.make_optimizer(model, 0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10, cycle_momentum=False)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+def test_warmup_ema_reaches_the_decay(nb):
+    average = nb.warmup_ema(0.999)
+    one, zero = torch.tensor(1.0), torch.tensor(0.0)
+    assert average(one, zero, torch.tensor(0)).item() == pytest.approx(0.1)  # mostly the new weights at first
+    assert average(one, zero, torch.tensor(100_000)).item() == pytest.approx(0.999)
+
+
+def test_mirror_test_time_augmentation(nb):
+    """A network that cannot tell left from right predicts the same with and without the mirror view; one that
+    can does not."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)
+    normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
+    symmetric = torch.nn.Sequential(torch.nn.Conv2d(3, 10, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    symmetric[0].weight.data = (symmetric[0].weight + symmetric[0].weight.flip(-1)) / 2  # mirror-symmetric kernels
+    plain, mirrored = (nb.predict_logits(symmetric, images, normalize, mirror=m) for m in (False, True))
+    assert torch.allclose(plain, mirrored, atol=1e-5)
+    model = nb.ConvNet()
+    plain, mirrored = (nb.predict_logits(model, images, normalize, mirror=m) for m in (False, True))
+    assert not torch.allclose(plain, mirrored, atol=1e-3)
+    flipped = nb.predict_logits(model, images.flip(-1), normalize)
+    assert torch.allclose(mirrored, (plain + flipped) / 2, atol=1e-5)
+
+
+def test_confusion_matrix_rows_count_each_class(nb):
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    predictions = torch.tensor([0, 1, 0, 1, 1, 0, 2, 1, 2])
+    counts = nb.confusion_matrix(predictions, labels, 3)
+    assert counts.tolist() == [[2, 1, 0], [0, 2, 0], [1, 1, 2]]
+    assert counts.sum(1).tolist() == torch.bincount(labels).tolist()
+    text = nb.describe_errors(counts, ["cat", "dog", "frog"])
+    assert "Best class: dog (100.0% correct); worst: frog (50.0%)." in text
+    assert "The most frequent error: 1 cat images taken for dog" in text
+    fig = nb.plot_confusion_matrix(counts, ["cat", "dog", "frog"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "frog"]
+    assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
+    assert [t.get_text() for t in ax.texts][:3] == ["0.67", "0.33", "0.00"]
 
 
 def test_pick_device(nb):

@@ -46,7 +46,11 @@ def test_feature_map_figure_holds_3_images_4_layers_5_channels(nb, model_and_ima
     assert all(0 <= a.min() and a.max() <= 1 for a in channel_maps)
     titles = [sub._suptitle.get_text() for sub in fig.subfigs]
     assert titles == ["image 1: cat", "image 2: ship", "image 3: airplane"]
-    assert fig.subfigs[0].axes[1].get_ylabel().startswith("conv1")
+    first = fig.subfigs[0].axes
+    assert first[0].get_title() == "input" and first[1].get_title().startswith("conv1")
+    assert first[1].get_ylabel() == "channel 0"
+    width, height = fig.get_size_inches() * 100  # pixels at 100 dpi
+    assert width <= 1400 and height <= 700, "the figure must fit on one laptop screen"
 
 
 def test_pick_distinct_classes(nb):
@@ -71,24 +75,66 @@ def test_gradcam_from_scratch_matches_captum(nb, model_and_images):
     assert ours.shape == theirs.shape == (20, 1, 10, 10)
     assert theirs.max() > 0  # not trivially zero
     assert (ours - theirs).abs().max() < 1e-5
-    upsampled = nb.gradcam_captum(model, model.conv2, x, targets, size=(32, 32))
-    assert upsampled.shape == (20, 1, 32, 32)
 
 
-def test_gradcam_grid_draws_and_survives_an_all_zero_map(nb, model_and_images):
-    model, images = model_and_images
-    maps = nb.gradcam_captum(model, model.conv2, as_input(images[:3]), torch.tensor([1, 2, 3]), size=(32, 32))
-    maps[1] = 0  # an all-zero map: captum alone would assert on a zero scale factor
-    panels = [[(None, "image"), (maps[i], "predicted"), (maps[i], "true")] for i in range(3)]
-    fig = nb.plot_gradcam_grid(images[:3], panels, "test", ncols=2)
-    drawn = [ax for ax in fig.axes if ax.images]
-    assert len(drawn) == 9
-    assert sum("zero everywhere" in ax.get_title() for ax in drawn) == 2
+def test_receptive_field_of_each_layer(nb):
+    model = nb.ConvNet()
+    for layer, jump, start in (("conv1", 1, 2), ("pool1", 2, 2.5), ("conv2", 2, 6.5), ("pool2", 4, 7.5)):
+        jumps, starts = nb.receptive_field(model, layer)
+        assert list(jumps) == [jump] * 2 and list(starts) == [start] * 2, layer
+    with pytest.raises(ValueError, match="no layer named 'conv9'"):
+        nb.receptive_field(model, "conv9")
+
+
+@pytest.mark.parametrize("row, col", [(0, 0), (3, 7), (9, 9), (5, 0)])
+def test_aligned_gradcam_peaks_at_the_cell_receptive_field_centre(nb, row, col):
+    """A map that is zero except one cell: after alignment its peak sits on that cell's receptive-field centre,
+    6.5 + 2 q, exactly between two pixels, so the two pixels beside the centre share the peak, at the border too."""
+    jump, start = nb.receptive_field(nb.ConvNet(), "conv2")
+    cam = torch.zeros(1, 1, 10, 10)
+    cam[0, 0, row, col] = 1.0
+    aligned = nb.align_to_input(cam, jump, start, (32, 32))[0, 0]
+    assert aligned.shape == (32, 32)
+    peak_rows, peak_cols = torch.nonzero(aligned == aligned.max(), as_tuple=True)
+    assert peak_rows.float().mean().item() == 6.5 + 2 * row
+    assert peak_cols.float().mean().item() == 6.5 + 2 * col
+    assert aligned[:5].sum() == aligned[:, :5].sum() == aligned[27:].sum() == aligned[:, 27:].sum() == 0  # no cell there
+    assert aligned.sum() == pytest.approx(4 * cam.sum())  # bilinear x2: each cell spreads over 4 pixels' worth
+    stretched = nb.stretch_to_input(cam, (32, 32))[0, 0]  # the literal stretch puts it elsewhere near the border
+    if row in (0, 9):
+        assert abs(torch.nonzero(stretched == stretched.max())[:, 0].float().mean().item() - (6.5 + 2 * row)) > 3
+
+
+def test_gradcam_maps_of_one_image_share_a_scale(nb, model_and_images):
+    _, images = model_and_images
+    strong, weak = torch.zeros(3, 32, 32), torch.zeros(3, 32, 32)
+    strong[:, 10:20, 10:20], weak[:, 10:20, 10:20] = 2.0, 0.5
+    weak[1] = 0  # an all-zero map must still draw
+    rows = [(f"image {i}", [(strong[i], "predicted"), (weak[i], "true")]) for i in range(3)]
+    fig = nb.plot_gradcam_grid(images[:3], rows, "test", ncols=2)
+    heat = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]  # the map over the grayscale image
+    assert len(heat) == 6
+    assert all(im.get_clim() == (0, 2.0) for im in heat)  # both maps of an image on one scale, 0 to the larger peak
+    titles = [ax.get_title() for ax in fig.axes if len(ax.images) == 2]
+    assert titles[0] == "predicted\npeak 2.00" and titles[1] == "true\npeak 0.50" and titles[3] == "true\npeak 0.00"
+
+
+def test_gradcam_observations_hold_for_any_run(nb):
+    pred_maps = torch.zeros(4, 32, 32)
+    pred_maps[:, 12:20, 12:20] = 1.0  # all heat in the centre
+    true_maps = torch.zeros(4, 32, 32)
+    true_maps[3, 12:20, 12:20] = 2.0
+    text = nb.describe_gradcam(pred_maps, true_maps, [1, 4, 4, 2], 1, CLASSES)
+    assert "The 3 wrong predictions go to 2 different classes, most often deer (2 times)." in text
+    assert "In 2 of them the predicted class's map peaks higher than the true class's; in 2 the true class's map is " \
+           "zero everywhere." in text
+    assert "100% lies in the central 16x16 square" in text and ": more than an even spread" in text
 
 
 def test_summary_table_formats_every_figure(nb):
     results = {"test accuracy": 0.7512, "seconds per epoch (median)": 1.234, "epochs": 30,
-               "3.2 time ratio own/default, own, im2col, batch 20": 2.345, "3.4 Grad-CAM max |from scratch - captum|": 3e-8}
+               "3.2 time ratio own/default (means), own, im2col, batch 20": 2.345,
+               "3.4 Grad-CAM max |from scratch - captum|": 3e-8}
     lines = nb.summary_table(results).splitlines()
     assert len(lines) == 5
     assert lines[0].split()[-1] == "75.12%" and lines[1].split()[-1] == "s" and lines[2].split()[-1] == "30"

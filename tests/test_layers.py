@@ -10,24 +10,37 @@ OWN_CONVS = ("myConv2d", "myConv2dFast")
 
 
 def relative_error(own, reference):
-    return ((own - reference).abs().max() / reference.abs().max()).item()
+    """max |own - reference| / max |reference|; the absolute error where the reference is all zero (a stride can
+    skip every pixel of the input that is not padding)."""
+    scale = reference.abs().max()
+    return ((own - reference).abs().max() / (scale if scale > 0 else 1)).item()
 
 
 def conv_cases():
-    """A fixed random sample of (kernel, stride, padding, batch, height, width) covering every kernel 1-7,
-    stride 1-3 and padding 0-3, plus the edge cases: a batch of 1, non-square images, a kernel as large as
-    the padded input."""
+    """A fixed random sample of (kernel, stride, padding, bias, batch, height, width) covering every kernel 1-7,
+    stride 1-3 and padding 0-3, as ints and as (height, width) pairs with different values, square, non-square and
+    even kernels, with and without bias, plus the edge cases: a batch of 1, non-square images, a kernel as large
+    as the padded input."""
     rng = random.Random(0)
     grid = [(k, s, p) for k, s, p in itertools.product(range(1, 8), range(1, 4), range(4))]
     cases = []
-    for k, s, p in rng.sample(grid, 24):
-        h = rng.randint(max(1, k - 2 * p), 11)
-        w = rng.randint(max(1, k - 2 * p), 11)
-        cases.append((k, s, p, rng.choice([1, 3]), h, w))
-    cases += [(k, 1, 0, 1, k, k) for k in (1, 5, 7)]  # kernel exactly the size of the input
-    cases += [(3, 2, 1, 2, 5, 9), (5, 3, 2, 1, 13, 6), (7, 1, 3, 2, 7, 7)]
-    assert {c[0] for c in cases} == set(range(1, 8)) and {c[1] for c in cases} == {1, 2, 3}
-    assert {c[2] for c in cases} == {0, 1, 2, 3}
+    for i, (k, s, p) in enumerate(rng.sample(grid, 24)):
+        if i % 2:  # every other case with a different value per axis
+            k, s, p = (k, rng.randint(1, 7)), (s, rng.randint(1, 3)), (p, rng.randint(0, 3))
+        kh, kw = k if isinstance(k, tuple) else (k, k)
+        ph, pw = p if isinstance(p, tuple) else (p, p)
+        h = rng.randint(max(1, kh - 2 * ph), 11)
+        w = rng.randint(max(1, kw - 2 * pw), 11)
+        cases.append((k, s, p, i % 3 != 0, rng.choice([1, 3]), h, w))
+    cases += [(k, 1, 0, True, 1, k, k) for k in (1, 5, 7)]  # kernel exactly the size of the input
+    cases += [(3, 2, 1, True, 2, 5, 9), (5, 3, 2, False, 1, 13, 6), (7, 1, 3, True, 2, 7, 7),
+              ((3, 5), (2, 1), (1, 2), False, 2, 6, 9), (2, 1, 1, True, 1, 6, 6), ((4, 2), 2, (2, 0), True, 2, 8, 5)]
+    kernels = {k if isinstance(k, tuple) else (k, k) for k, *_ in cases}
+    assert {k for pair in kernels for k in pair} == set(range(1, 8))
+    assert any(kh != kw for kh, kw in kernels) and any(kh % 2 == 0 and kh == kw for kh, kw in kernels)
+    assert any(isinstance(s, tuple) and s[0] != s[1] for _, s, *_ in cases)
+    assert any(isinstance(p, tuple) and p[0] != p[1] for _, _, p, *_ in cases)
+    assert {bias for *_, bias, _, _, _ in cases} == {True, False}
     return cases
 
 
@@ -50,18 +63,20 @@ def check_against(reference, own, x, tolerance):
 @pytest.mark.parametrize("conv_name", OWN_CONVS)
 def test_conv_matches_pytorch(nb, conv_name, dtype, tolerance):
     torch.manual_seed(0)
-    for k, s, p, batch, h, w in conv_cases():
-        c_in, c_out = random.Random(k * 100 + h).randint(1, 4), 3
-        reference = nn.Conv2d(c_in, c_out, k, stride=s, padding=p).to(dtype)
-        own = getattr(nb, conv_name)(c_in, c_out, k, stride=s, padding=p).to(dtype)
+    for k, s, p, bias, batch, h, w in conv_cases():
+        c_in, c_out = random.Random(str((k, h))).randint(1, 4), 3
+        reference = nn.Conv2d(c_in, c_out, k, stride=s, padding=p, bias=bias).to(dtype)
+        own = getattr(nb, conv_name)(c_in, c_out, k, stride=s, padding=p, bias=bias).to(dtype)
+        assert [name for name, _ in own.named_parameters()] == [name for name, _ in reference.named_parameters()]
         check_against(reference, own, torch.randn(batch, c_in, h, w, dtype=dtype), tolerance)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 def test_linear_matches_pytorch(nb, dtype, tolerance):
     torch.manual_seed(0)
-    for shape, c_in, c_out in [((1, 8), 8, 16), ((32, 400), 400, 128), ((2, 5, 7), 7, 3), ((7,), 7, 1)]:
-        check_against(nn.Linear(c_in, c_out).to(dtype), nb.myLinear(c_in, c_out).to(dtype),
+    for shape, c_in, c_out, bias in [((1, 8), 8, 16, True), ((32, 400), 400, 128, True), ((2, 5, 7), 7, 3, False),
+                                     ((7,), 7, 1, True), ((4, 9), 9, 5, False)]:
+        check_against(nn.Linear(c_in, c_out, bias=bias).to(dtype), nb.myLinear(c_in, c_out, bias=bias).to(dtype),
                       torch.randn(*shape, dtype=dtype), tolerance)
 
 
@@ -105,7 +120,7 @@ def test_own_layers_have_pytorch_state_dict_layout(nb):
     ((3, 32, 32), "expected a 4-D input"),
     ((1, 1, 3, 32, 32), "expected a 4-D input"),
     ((2, 4, 32, 32), "expected 3 input channels, got 4"),
-    ((2, 3, 4, 32), "kernel size 5 is larger than the padded input 4x32"),
+    ((2, 3, 4, 32), "kernel size 5x5 is larger than the padded input 4x32"),
 ])
 def test_conv_rejects_bad_input(nb, conv_name, shape, message):
     with pytest.raises(ValueError, match=message):
@@ -119,14 +134,64 @@ def test_linear_rejects_bad_input(nb):
         nb.myLinear(8, 16)(torch.tensor(1.0))
 
 
-@pytest.mark.parametrize("make", [
-    lambda nb: nb.myLinear(0, 16), lambda nb: nb.myLinear(8, -1), lambda nb: nb.myLinear(8.0, 16),
-    lambda nb: nb.myConv2d(0, 8, 5), lambda nb: nb.myConv2d(3, 8, 0), lambda nb: nb.myConv2d(3, 8, 5, stride=0),
-    lambda nb: nb.myConv2dFast(3, 8, 5, padding=-1), lambda nb: nb.myConv2d(3, 8, True),
+@pytest.mark.parametrize("make, message", [
+    (lambda nb: nb.myLinear(0, 16), "in_features must be a positive integer, got 0"),
+    (lambda nb: nb.myLinear(8, -1), "out_features must be a positive integer, got -1"),
+    (lambda nb: nb.myLinear(8.0, 16), "in_features must be a positive integer, got 8.0"),
+    (lambda nb: nb.myConv2d(0, 8, 5), "in_channels must be a positive integer, got 0"),
+    (lambda nb: nb.myConv2d(3, 8, 0), r"kernel_size must be an integer >= 1 or a pair \(height, width\)"),
+    (lambda nb: nb.myConv2d(3, 8, True), "kernel_size must be an integer >= 1 .*got True"),
+    (lambda nb: nb.myConv2d(3, 8, 5.0), "kernel_size must be an integer >= 1 .*got 5.0"),
+    (lambda nb: nb.myConv2d(3, 8, (3, 0)), r"kernel_size must .*got \(3, 0\)"),
+    (lambda nb: nb.myConv2d(3, 8, (3, 3, 3)), r"kernel_size must .*got \(3, 3, 3\)"),
+    (lambda nb: nb.myConv2d(3, 8, 5, stride=0), "stride must be an integer >= 1 .*got 0"),
+    (lambda nb: nb.myConv2d(3, 8, 5, stride=(1,)), r"stride must be .*got \(1,\)"),
+    (lambda nb: nb.myConv2dFast(3, 8, 5, padding=-1), "padding must be an integer >= 0 .*got -1"),
+    (lambda nb: nb.myConv2dFast(3, 8, 5, padding=(1, 1.5)), r"padding must be an integer >= 0 .*got \(1, 1.5\)"),
+    (lambda nb: nb.myConv2dFast(3, 8, 5, padding="same"), "padding must be an integer >= 0 .*got 'same'"),
 ])
-def test_constructors_reject_non_positive_sizes(nb, make):
-    with pytest.raises(ValueError, match="must be a"):
+def test_constructors_reject_bad_arguments(nb, make, message):
+    with pytest.raises(ValueError, match=message):
         make(nb)
+
+
+@pytest.mark.parametrize("conv_name", OWN_CONVS)
+def test_pytorch_signature_and_bias_false(nb, conv_name):
+    conv = getattr(nb, conv_name)(3, 8, (3, 5), stride=(2, 1), padding=(1, 2), bias=False)
+    assert conv.kernel_size == (3, 5) and conv.stride == (2, 1) and conv.padding == (1, 2)
+    assert conv.bias is None and "bias" not in conv.state_dict()
+    assert conv(torch.randn(2, 3, 9, 9)).shape == nn.Conv2d(3, 8, (3, 5), (2, 1), (1, 2))(torch.randn(2, 3, 9, 9)).shape
+    assert nb.myLinear(4, 2, bias=False).bias is None
+
+
+@pytest.mark.parametrize("conv_name", OWN_CONVS)
+def test_state_dict_round_trip_without_bias_both_ways(nb, conv_name):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 7)
+    for make_own, make_ref, inputs in (
+            (lambda: getattr(nb, conv_name)(3, 4, (2, 3), stride=(1, 2), bias=False),
+             lambda: nn.Conv2d(3, 4, (2, 3), stride=(1, 2), bias=False), x),
+            (lambda: nb.myLinear(7, 3, bias=False), lambda: nn.Linear(7, 3, bias=False), x)):
+        own, ref = make_own(), make_ref()
+        own.load_state_dict(ref.state_dict())  # PyTorch's into ours
+        assert torch.allclose(own(inputs), ref(inputs), atol=1e-6)
+        ref2 = make_ref()
+        ref2.load_state_dict(own.state_dict())  # and ours into PyTorch's
+        assert torch.equal(ref2.weight, ref.weight)
+        with pytest.raises(RuntimeError, match="Unexpected key.*bias"):
+            own.load_state_dict({**ref.state_dict(), "bias": torch.zeros(ref.weight.shape[0])})
+
+
+def test_fast_conv_chunks_on_the_cpu_and_matches_one_chunk(nb):
+    """The batch is cut so that a chunk's column matrix stays under COLUMN_BYTES; the result does not change."""
+    torch.manual_seed(0)
+    conv = nb.myConv2dFast(3, 8, 5)
+    x = torch.randn(40, 3, 32, 32)
+    one_chunk = conv(x)
+    conv.COLUMN_BYTES = 28 * 28 * 75 * 4 * 3  # three images' columns per chunk: 14 chunks for 40 images
+    assert torch.allclose(conv(x), one_chunk, atol=1e-6)
+    conv.COLUMN_BYTES = 1  # never below one image per chunk
+    assert torch.allclose(conv(x[:3]), one_chunk[:3], atol=1e-6)
 
 
 @pytest.mark.parametrize("conv_name", OWN_CONVS)
