@@ -7,7 +7,7 @@ myConv2dFast and myConv2d for each of the two conv layers with the inputs they s
 are random (speed does not depend on them) and the same in all three networks. The whole measurement is repeated
 --runs times, so that the spread between runs shows next to the spread within one.
 
-Usage: python benchmarks/bench_own_layers.py [--batch-size 256] [--seconds 2] [--runs 3]
+Usage: python benchmarks/bench_own_layers.py [--batch-size 256] [--seconds 1] [--runs 3]
 """
 import argparse
 
@@ -28,7 +28,7 @@ def measure(networks, inputs, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seconds", type=float, default=2.0, help="minimum measuring time per entry")
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum measuring time per entry")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     device = NB.pick_device("auto")
