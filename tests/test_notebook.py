@@ -248,6 +248,7 @@ def test_summary_names_every_figure(run):
         assert key in text, key
     conclusions = cell_text(cell_running(notebook, "largest_error = max("))
     assert "test accuracy after 4 epochs" in conclusions and "with test-time augmentation" in conclusions
+    assert re.search(r"the slowest is own, (Eq\. 4 loop|im2col), batch (20|256)\.", conclusions)
 
 
 def test_committed_notebook_is_clean():
