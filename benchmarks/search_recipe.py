@@ -55,6 +55,10 @@ RECIPES = {  # the longest first, so that they start first
     "label smoothing 0.05": {"label_smoothing": 0.05},
     "label smoothing 0.2": {"label_smoothing": 0.2},
     "shift 3 px": {"padding": 3},
+    "60 epochs, lr 0.05": {"epochs": 60, "lr": 0.05},
+    "60 epochs, shift 3 px": {"epochs": 60, "padding": 3},
+    "60 epochs, label smoothing 0.2": {"epochs": 60, "label_smoothing": 0.2},
+    "60 epochs, weight decay 2.5e-4": {"epochs": 60, "weight_decay": 2.5e-4},
 }
 
 _DATA = {}
@@ -129,6 +133,7 @@ def main():
     parser.add_argument("--cpu-epoch-seconds", nargs="+", default=["128=5.8", "256=4.9", "512=4.3"])
     parser.add_argument("--max-steps", type=int, default=12000,
                         help="optimizer steps of the whole training on Colab's 45,000 training images")
+    parser.add_argument("--recipes", nargs="+", metavar="RECIPE", help="phase 1 for these recipes only (default: all)")
     parser.add_argument("--finalists", nargs=2, metavar="RECIPE", help="skip phase 1: these two are the finalists")
     parser.add_argument("--out", default="search_recipe.jsonl")
     args = parser.parse_args()
@@ -141,8 +146,12 @@ def main():
         if args.finalists:
             finalists = args.finalists
         else:
-            print(f"phase 1: {len(RECIPES)} recipes, seed 0", flush=True)
-            explored = run_all([(name, 0) for name in RECIPES], args.data_dir, args.workers, False, out)
+            names = args.recipes or list(RECIPES)
+            unknown = sorted(set(names) - set(RECIPES))
+            if unknown:
+                parser.error(f"unknown recipes {unknown}; the recipes are {list(RECIPES)}")
+            print(f"phase 1: {len(names)} recipes, seed 0", flush=True)
+            explored = run_all([(name, 0) for name in names], args.data_dir, args.workers, False, out)
             in_budget = [r for r in explored if cpu_seconds[r["recipe"]] <= args.cpu_budget
                          and r["epochs"] * math.ceil(45000 / r["batch_size"]) <= args.max_steps]
             finalists = [r["recipe"] for r in sorted(in_budget, key=lambda r: -r["val"])[:2]]
