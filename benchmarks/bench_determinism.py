@@ -12,7 +12,7 @@ import argparse
 import time
 
 import torch
-from common import NB, load_train_set, machine, synchronize
+from common import NB, load_train_set, machine, make_training, synchronize
 
 
 def train(data, device, epochs, batch_size, deterministic):
@@ -22,10 +22,7 @@ def train(data, device, epochs, batch_size, deterministic):
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True
-    model = NB.ConvNet().to(device)
-    optimizer = NB.make_optimizer(model, 0.05)
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    model, optimizer, scheduler, loss_fn = make_training(device)
     losses, seconds = [], []
     for _ in range(epochs):
         synchronize(device)

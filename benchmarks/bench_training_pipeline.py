@@ -19,16 +19,15 @@ import time
 
 import torch
 import torchvision.transforms as T
-from common import NB, load_train_set, machine, median_seconds, synchronize
+from common import (
+    NB,
+    load_train_set,
+    machine,
+    make_training,
+    median_seconds,
+    synchronize,
+)
 from torch.utils.data import DataLoader
-
-
-def make_training(device, lr=0.05):
-    torch.manual_seed(0)
-    model = NB.ConvNet().to(device)
-    optimizer = NB.make_optimizer(model, lr)
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 
 
 def timed(run, device):

@@ -1,4 +1,4 @@
-"""What both benchmarks share: the notebook's code, and CIFAR-10 from a folder (or made-up images of its shape)."""
+"""What the benchmarks share: the notebook's code, CIFAR-10 from a folder, one training setup, timing helpers."""
 import os
 import sys
 from pathlib import Path
@@ -18,6 +18,15 @@ def load_train_set(data_dir):
     tv_cifar.check_integrity = lambda path, md5=None: os.path.isfile(path)
     train_set, _ = NB.load_cifar10(data_dir, download=False)
     return train_set
+
+
+def make_training(device, lr=0.05):
+    """A fresh ConvNet (seed 0) on `device` with the notebook's optimizer and loss, at a constant learning rate."""
+    torch.manual_seed(0)
+    model = NB.ConvNet().to(device)
+    optimizer = NB.make_optimizer(model, lr)
+    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 
 
 def machine():
