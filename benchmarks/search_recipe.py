@@ -140,16 +140,16 @@ def main():
     per_epoch = {int(k): float(v) for k, v in (item.split("=") for item in args.cpu_epoch_seconds)}
     cpu_seconds = {name: per_epoch[r["batch_size"]] * r["epochs"] for name, r in
                    ((name, {**BASE, **overrides}) for name, overrides in RECIPES.items())}
+    names = args.recipes or list(RECIPES)
+    unknown = sorted(set(names + (args.finalists or [])) - set(RECIPES))
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; the recipes are {list(RECIPES)}")
     print(f"on {machine()}, torch {torch.__version__}", flush=True)
     with open(args.out, "w") as out:
         explored = []
         if args.finalists:
             finalists = args.finalists
         else:
-            names = args.recipes or list(RECIPES)
-            unknown = sorted(set(names) - set(RECIPES))
-            if unknown:
-                parser.error(f"unknown recipes {unknown}; the recipes are {list(RECIPES)}")
             print(f"phase 1: {len(names)} recipes, seed 0", flush=True)
             explored = run_all([(name, 0) for name in names], args.data_dir, args.workers, False, out)
             in_budget = [r for r in explored if cpu_seconds[r["recipe"]] <= args.cpu_budget
