@@ -94,18 +94,14 @@ def train_and_measure(name, seed, data_dir, with_test, threads):
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         NB.fit(model, train, val, normalize, loss_fn, recipe["epochs"], recipe["batch_size"], recipe["lr"], **fit_args)
     row = {"recipe": name, "seed": seed, **recipe, "seconds": time.perf_counter() - start,
-           "val": accuracy(NB.predict_logits(model, val[0], normalize), val[1]),
-           "val mirror": accuracy(NB.predict_logits(model, val[0], normalize, mirror=True), val[1]),
-           "val mirror+shifts": accuracy(shifted_views_logits(model, val[0], normalize), val[1])}
+           "val": NB.accuracy(NB.predict_logits(model, val[0], normalize), val[1]),
+           "val mirror": NB.accuracy(NB.predict_logits(model, val[0], normalize, mirror=True), val[1]),
+           "val mirror+shifts": NB.accuracy(shifted_views_logits(model, val[0], normalize), val[1])}
     if with_test:
         test_x, test_y = NB.dataset_tensors(NB.load_cifar10(data_dir, download=False)[1], device)
-        row["test"] = accuracy(NB.predict_logits(model, test_x, normalize), test_y)
-        row["test mirror"] = accuracy(NB.predict_logits(model, test_x, normalize, mirror=True), test_y)
+        row["test"] = NB.accuracy(NB.predict_logits(model, test_x, normalize), test_y)
+        row["test mirror"] = NB.accuracy(NB.predict_logits(model, test_x, normalize, mirror=True), test_y)
     return row
-
-
-def accuracy(logits, labels):
-    return (logits.argmax(1) == labels).float().mean().item()
 
 
 def run_all(jobs, data_dir, workers, with_test, out):

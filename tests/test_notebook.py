@@ -150,7 +150,7 @@ def test_training_learns_and_is_reported(run):
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert history["val_acc"][-1] > 0.3  # chance is 0.1
     assert cell_images(cell_running(notebook, "plot_history(history)")) == 1
-    text = cell_text(cell_running(notebook, "test_loss, test_acc = evaluate("))
+    text = cell_text(cell_running(notebook, "test_acc_mirror = accuracy("))
     plain = number_after(text, "test accuracy:")
     assert plain > 30 and f"on {N_TEST} test images" in text
     assert number_after(text, "test accuracy with test-time augmentation (image and mirror image):") > 30
@@ -276,7 +276,7 @@ def test_second_run_finds_data_and_weights_on_drive(run, cifar_archive):
                      EPOCHS=1, TIMING_SECONDS=0.01)
     assert [entry["call"] for entry in colab_log(work)] == ["drive.mount", "download", "drive.mount"]  # no download
     assert "loaded the weights of an earlier run" in cell_text(cell_running(second, "if REUSE_WEIGHTS and WEIGHTS_PATH.exists()"))
-    accuracy_line = [cell_text(cell_running(nb, "test_loss, test_acc = evaluate(")).splitlines()[0]
+    accuracy_line = [cell_text(cell_running(nb, "test_acc_mirror = accuracy(")).splitlines()[0]
                      for nb in (first, second)]
     assert accuracy_line[0] == accuracy_line[1]  # the same weights, the same test accuracy and loss
     assert cell_images(cell_running(second, "plot_history(history)")) == 1  # the saved curves
