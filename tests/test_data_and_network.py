@@ -173,6 +173,33 @@ def test_mirror_test_time_augmentation(nb):
     assert torch.allclose(mirrored, (plain + flipped) / 2, atol=1e-5)
 
 
+def test_shifted_moves_the_image_and_fills_the_border_with_zeros(nb):
+    images = torch.arange(1, 26, dtype=torch.uint8).view(1, 1, 5, 5)
+    moved = nb.shifted(images, 1, -2)  # one pixel down, two to the left
+    assert torch.equal(moved[0, 0, 1:, :3], images[0, 0, :4, 2:])
+    assert not moved[0, 0, 0].any() and not moved[0, 0, :, 3:].any()
+    assert torch.equal(nb.shifted(images, 0, 0), images)
+
+
+def test_shift_test_time_augmentation_averages_every_position(nb):
+    """A "network" that reads one pixel: averaged over all shifts up to 2 pixels, it reads the mean of the 5x5
+    square around that pixel; with the mirror views too, also of the mirrored square."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (7, 3, 32, 32), dtype=torch.uint8)
+    normalize = nb.make_normalize([0.0] * 3, [1.0] * 3)
+
+    class OnePixel(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :, 10, 20]  # (N, 3): the three channels of pixel (10, 20)
+
+    square = images[:, :, 8:13, 18:23].float() / 255
+    mirrored_square = images.flip(-1)[:, :, 8:13, 18:23].float() / 255
+    shifted = nb.predict_logits(OnePixel(), images, normalize, shift=2)
+    assert torch.allclose(shifted, square.mean((2, 3)), atol=1e-6)
+    every_view = nb.predict_logits(OnePixel(), images, normalize, mirror=True, shift=2)
+    assert torch.allclose(every_view, (square.mean((2, 3)) + mirrored_square.mean((2, 3))) / 2, atol=1e-6)
+
+
 def test_confusion_matrix_rows_count_each_class(nb):
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
     predictions = torch.tensor([0, 1, 0, 1, 1, 0, 2, 1, 2])

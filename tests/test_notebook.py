@@ -153,7 +153,10 @@ def test_training_learns_and_is_reported(run):
     text = cell_text(cell_running(notebook, "test_acc_mirror = accuracy("))
     plain = number_after(text, "test accuracy:")
     assert plain > 30 and f"on {N_TEST} test images" in text
-    assert number_after(text, "test accuracy with test-time augmentation (image and mirror image):") > 30
+    mirror = number_after(text, "test accuracy with test-time augmentation, image and mirror image (2 views):")
+    every_view = number_after(text, "test accuracy with test-time augmentation, all shifts up to 2 px, mirrored or not "
+                                    "(50 views):")
+    assert mirror > 30 and every_view > 30
 
 
 def test_plain_text_training_log(run):
