@@ -4,7 +4,9 @@ Both train the same ConvNet with the same optimizer, loss and batch size over th
 side by side in one run, on the machine this runs on:
 
   * notebook: all images in one uint8 tensor on the device; each batch indexed out, augmented (random crop and
-    flip) and normalized there (the notebook's `train_one_epoch`);
+    flip) and normalized there (the notebook's `train_one_epoch`), once with the network and the batches in the
+    usual layout (NCHW) and once in channels-last (NHWC); the notebook trains in channels-last on the CPU
+    (`training_memory_format`) and in NCHW on a GPU;
   * DataLoader: torchvision's CIFAR10 with transforms ToTensor and Normalize, through a torch DataLoader
     (shuffle=True), the way the PyTorch tutorial and most course solutions do it; it does no augmentation,
     so it does less work than the notebook's pipeline;
@@ -15,6 +17,7 @@ Usage: python benchmarks/bench_training_pipeline.py DATA_DIR [--epochs 2] [--bat
 DATA_DIR holds cifar-10-batches-py/ (the folder the notebook downloads into, or a copy in the same layout).
 """
 import argparse
+import statistics
 import time
 
 import torch
@@ -24,7 +27,6 @@ from common import (
     load_train_set,
     machine,
     make_training,
-    median_seconds,
     synchronize,
 )
 from torch.utils.data import DataLoader
@@ -57,12 +59,13 @@ def plain_training(batches, device):
     return timed(run, device)
 
 
-def notebook_epoch(train_set, batch_size, device):
+def notebook_epoch(train_set, batch_size, device, memory_format):
     images, labels = NB.dataset_tensors(train_set, device)
     normalize = NB.make_normalize(*NB.channel_stats(images))
     model, optimizer, scheduler, loss_fn = make_training(device)
+    model.to(memory_format=memory_format)
     return timed(lambda: NB.train_one_epoch(model, images, labels, normalize, loss_fn, optimizer, scheduler,
-                                            batch_size), device)
+                                            batch_size, memory_format=memory_format), device)
 
 
 def network_alone_epoch(train_set, batch_size, device):
@@ -91,18 +94,25 @@ def main():
     device = NB.pick_device("auto")
     train_set = load_train_set(args.data_dir)
     print(f"{len(train_set):,} training images, batch {args.batch_size}, on {machine()}")
-    pipelines = {"notebook (uint8 on device)": notebook_epoch(train_set, args.batch_size, device),
-                 "network alone (floor)": network_alone_epoch(train_set, args.batch_size, device)}
+    layouts = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
+    ours = next(f"notebook, {name}" for name, layout in layouts.items()
+                if layout == NB.training_memory_format(device))
+    pipelines = {f"notebook, {name}": notebook_epoch(train_set, args.batch_size, device, layout)
+                 for name, layout in layouts.items()}
+    pipelines["network alone (floor), NCHW"] = network_alone_epoch(train_set, args.batch_size, device)
     for workers in args.workers:
         pipelines[f"DataLoader, {workers} workers"] = dataloader_epoch(
             load_train_set(args.data_dir), args.batch_size, device, workers)
     for epoch in pipelines.values():  # one warm-up epoch each
         epoch()
-    seconds = {name: median_seconds(epoch, args.epochs) for name, epoch in pipelines.items()}
-    ours = seconds["notebook (uint8 on device)"]
-    print(f"{'pipeline':<30} {'s / epoch':>10} {'ratio to notebook':>18}")
+    times = {name: [] for name in pipelines}
+    for _ in range(args.epochs):  # interleaved, so that a change in the machine's load hits every pipeline alike
+        for name, epoch in pipelines.items():
+            times[name].append(epoch())
+    seconds = {name: statistics.median(values) for name, values in times.items()}
+    print(f"{'pipeline':<30} {'s / epoch':>10} {'ratio to ' + ours:>32}")
     for name, value in seconds.items():
-        print(f"{name:<30} {value:>10.2f} {value / ours:>17.1f}x")
+        print(f"{name:<30} {value:>10.2f} {value / seconds[ours]:>31.2f}x")
 
 
 if __name__ == "__main__":

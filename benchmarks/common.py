@@ -1,4 +1,4 @@
-"""What the benchmarks share: the notebook's code, CIFAR-10 from a folder, one training setup, timing helpers."""
+"""What the benchmarks share: the notebook's code, CIFAR-10 from a folder, one training setup, a CUDA sync."""
 import os
 import sys
 from pathlib import Path
@@ -31,13 +31,6 @@ def make_training(device, lr=0.05):
 
 def machine():
     return NB.device_description(NB.pick_device("auto"))
-
-
-def median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        times.append(fn())
-    return sorted(times)[len(times) // 2]
 
 
 def synchronize(device):

@@ -139,6 +139,31 @@ def test_fit_learns_the_fixture_and_is_reproducible(nb, tiny_cifar, offline_cifa
     assert "epoch   3/3: train loss" in capsys.readouterr().out
 
 
+def test_channels_last_training_is_the_same_math_and_fit_returns_the_usual_layout(nb):
+    """The CPU trains in channels-last for speed; the steps must equal those in NCHW up to float32 rounding, and
+    the network must come back in the usual layout for the rest of the notebook."""
+    assert nb.training_memory_format(torch.device("cpu")) == torch.channels_last
+    assert nb.training_memory_format(torch.device("cuda")) == torch.contiguous_format
+    torch.manual_seed(0)
+    images, labels = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (96,))
+    normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
+    weights = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(1)
+        model = nb.ConvNet().to(memory_format=layout)
+        optimizer = nb.make_optimizer(model, 0.05)
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+        nb.train_one_epoch(model, images, labels, normalize, torch.nn.CrossEntropyLoss(), optimizer, scheduler, 32,
+                           memory_format=layout)
+        weights[layout] = model.state_dict()
+    for name, weight in weights[torch.contiguous_format].items():
+        assert torch.allclose(weight, weights[torch.channels_last][name], atol=1e-5), name
+    model = nb.ConvNet()
+    nb.fit(model, (images, labels), (images[:16], labels[:16]), normalize, torch.nn.CrossEntropyLoss(), 1, 32, 0.05,
+           log_lines=1)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
 def test_one_cycle_keeps_the_stated_momentum(nb):
     model = nb.ConvNet()
     optimizer = nb.make_optimizer(model, 0.1)
