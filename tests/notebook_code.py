@@ -25,6 +25,13 @@ def _is_definition(node):
     return False
 
 
+def _segment(source, node):
+    # The node's source lines, its decorators included (ast.get_source_segment starts at `def` and drops them).
+    lines = source.splitlines(keepends=True)
+    start = min([node.lineno] + [decorator.lineno for decorator in getattr(node, "decorator_list", [])])
+    return "".join(lines[start - 1:node.end_lineno])
+
+
 def definitions_source(path=NOTEBOOK):
     """The definition statements of every code cell of the notebook at `path`, as one Python source."""
     notebook = nbformat.read(path, as_version=4)
@@ -33,7 +40,7 @@ def definitions_source(path=NOTEBOOK):
         if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
             continue
         tree = ast.parse(cell.source)
-        parts += [ast.get_source_segment(cell.source, node) for node in tree.body if _is_definition(node)]
+        parts += [_segment(cell.source, node) for node in tree.body if _is_definition(node)]
     return "\n\n".join(parts)
 
 
