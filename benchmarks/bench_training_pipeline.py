@@ -6,7 +6,7 @@ side by side in one run, on the machine this runs on:
   * notebook: all images in one uint8 tensor on the device; each batch indexed out, augmented (random crop and
     flip) and normalized there (the notebook's `train_one_epoch`), once with the network and the batches in the
     usual layout (NCHW) and once in channels-last (NHWC); the notebook trains in channels-last on the CPU
-    (`training_memory_format`) and in NCHW on a GPU;
+    (`memory_format_for`) and in NCHW on a GPU;
   * DataLoader: torchvision's CIFAR10 with transforms ToTensor and Normalize, through a torch DataLoader
     (shuffle=True), the way the PyTorch tutorial and most course solutions do it; it does no augmentation,
     so it does less work than the notebook's pipeline;
@@ -96,7 +96,7 @@ def main():
     print(f"{len(train_set):,} training images, batch {args.batch_size}, on {machine()}")
     layouts = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
     ours = next(f"notebook, {name}" for name, layout in layouts.items()
-                if layout == NB.training_memory_format(device))
+                if layout == NB.memory_format_for(device))
     pipelines = {f"notebook, {name}": notebook_epoch(train_set, args.batch_size, device, layout)
                  for name, layout in layouts.items()}
     pipelines["network alone (floor), NCHW"] = network_alone_epoch(train_set, args.batch_size, device)

@@ -64,6 +64,7 @@ RECIPES = {  # the longest first, so that they start first
     "60 epochs, label smoothing 0": {"epochs": 60, "label_smoothing": 0.0},
     "batch 512, lr 0.2, 90 epochs": {"batch_size": 512, "lr": 0.2, "epochs": 90},
     "batch 128, lr 0.05, 34 epochs": {"batch_size": 128, "lr": 0.05, "epochs": 34},
+    "60 epochs, shift 1 px": {"epochs": 60, "padding": 1},
 }
 
 _DATA = {}
@@ -131,6 +132,7 @@ def main():
                         help="optimizer steps of the whole training on Colab's 45,000 training images")
     parser.add_argument("--recipes", nargs="+", metavar="RECIPE", help="phase 1 for these recipes only (default: all)")
     parser.add_argument("--finalists", nargs=2, metavar="RECIPE", help="skip phase 1: these two are the finalists")
+    parser.add_argument("--explore-only", action="store_true", help="phase 1 only: no finalists, no test split")
     parser.add_argument("--out", default="search_recipe.jsonl")
     args = parser.parse_args()
     per_epoch = {int(k): float(v) for k, v in (item.split("=") for item in args.cpu_epoch_seconds)}
@@ -150,10 +152,12 @@ def main():
             explored = run_all([(name, 0) for name in names], args.data_dir, args.workers, False, out)
             in_budget = [r for r in explored if cpu_seconds[r["recipe"]] <= args.cpu_budget
                          and r["epochs"] * math.ceil(45000 / r["batch_size"]) <= args.max_steps]
-            finalists = [r["recipe"] for r in sorted(in_budget, key=lambda r: -r["val"])[:2]]
-        print(f"phase 2: finalists {finalists}, seeds {args.seeds}, with the test split", flush=True)
-        final = run_all([(name, seed) for name in finalists for seed in args.seeds], args.data_dir, args.workers,
-                        True, out)
+            finalists = [] if args.explore_only else [r["recipe"] for r in sorted(in_budget, key=lambda r: -r["val"])[:2]]
+        final = []
+        if finalists:
+            print(f"phase 2: finalists {finalists}, seeds {args.seeds}, with the test split", flush=True)
+            final = run_all([(name, seed) for name in finalists for seed in args.seeds], args.data_dir, args.workers,
+                            True, out)
     print(f"\n{'recipe':<34} {'CPU s (est.)':>12} {'val':>7} {'mirror':>7} {'tta':>7} {'s':>6}")
     for r in sorted(explored, key=lambda r: -r["val"]):
         print(f"{r['recipe']:<34} {cpu_seconds[r['recipe']]:>12.0f} {r['val']:>7.2%} {r['val mirror']:>7.2%} "

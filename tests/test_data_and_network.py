@@ -142,8 +142,8 @@ def test_fit_learns_the_fixture_and_is_reproducible(nb, tiny_cifar, offline_cifa
 def test_channels_last_training_is_the_same_math_and_fit_returns_the_usual_layout(nb):
     """The CPU trains in channels-last for speed; the steps must equal those in NCHW up to float32 rounding, and
     the network must come back in the usual layout for the rest of the notebook."""
-    assert nb.training_memory_format(torch.device("cpu")) == torch.channels_last
-    assert nb.training_memory_format(torch.device("cuda")) == torch.contiguous_format
+    assert nb.memory_format_for(torch.device("cpu")) == torch.channels_last
+    assert nb.memory_format_for(torch.device("cuda")) == torch.contiguous_format
     torch.manual_seed(0)
     images, labels = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (96,))
     normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
@@ -196,6 +196,14 @@ def test_mirror_test_time_augmentation(nb):
     assert not torch.allclose(plain, mirrored, atol=1e-3)
     flipped = nb.predict_logits(model, images.flip(-1), normalize)
     assert torch.allclose(mirrored, (plain + flipped) / 2, atol=1e-5)
+
+
+def test_predictions_keep_no_autograd_graph(nb):
+    """predict_logits is decorated with @torch.no_grad(); the notebook loader must keep decorators, or every test
+    and benchmark would build a graph over all 50 views (it did: 12 GB in one benchmark run)."""
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    logits = nb.predict_logits(nb.ConvNet(), images, nb.make_normalize([0.5] * 3, [0.25] * 3), mirror=True, shift=1)
+    assert not logits.requires_grad
 
 
 def test_shifted_moves_the_image_and_fills_the_border_with_zeros(nb):
