@@ -152,7 +152,8 @@ def main():
             explored = run_all([(name, 0) for name in names], args.data_dir, args.workers, False, out)
             in_budget = [r for r in explored if cpu_seconds[r["recipe"]] <= args.cpu_budget
                          and r["epochs"] * math.ceil(45000 / r["batch_size"]) <= args.max_steps]
-            finalists = [] if args.explore_only else [r["recipe"] for r in sorted(in_budget, key=lambda r: -r["val"])[:2]]
+            best_first = [r["recipe"] for r in sorted(in_budget, key=lambda r: -r["val"])]
+            finalists = [] if args.explore_only else best_first[:2]
         final = []
         if finalists:
             print(f"phase 2: finalists {finalists}, seeds {args.seeds}, with the test split", flush=True)
