@@ -65,6 +65,8 @@ RECIPES = {  # the longest first, so that they start first
     "batch 512, lr 0.2, 90 epochs": {"batch_size": 512, "lr": 0.2, "epochs": 90},
     "batch 128, lr 0.05, 34 epochs": {"batch_size": 128, "lr": 0.05, "epochs": 34},
     "60 epochs, shift 1 px": {"epochs": 60, "padding": 1},
+    "60 epochs, weight decay 2e-3": {"epochs": 60, "weight_decay": 2e-3},
+    "60 epochs, weight decay 4e-3": {"epochs": 60, "weight_decay": 4e-3},
 }
 
 _DATA = {}
