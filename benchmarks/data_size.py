@@ -2,12 +2,12 @@
 
 The notebook trains on 35,000 of the local copy's 40,000 training images and holds out 5,000 for validation (split
 with the seed, as the notebook does). Here a run trains on the first --train-images of those 35,000, or, above
-35,000, on all of them plus that many of the validation images, with the notebook's own `fit` (60 epochs, batch
-256, peak learning rate 0.1, weight decay 1e-3, label smoothing 0.1: the notebook's defaults). It prints the
-accuracy on the held-out test split: plain, image + mirror, and the notebook's 50 views. No recipe is chosen from
-these numbers; they show how much of the gap to a result trained on all 50,000 CIFAR-10 images is data.
+35,000, on all of them plus that many of the validation images, with the notebook's own `fit` and the default
+recipe as `search_recipe.py` defines it (DEFAULT_RECIPE). It prints the accuracy on the held-out test split:
+plain, image + mirror, and the notebook's 50 views. No recipe is chosen from these numbers; they show how much of
+the gap to a result trained on all 50,000 CIFAR-10 images is data.
 
-Usage: python benchmarks/data_size.py DATA_DIR [--train-images 35000 40000] [--seeds 0 1] [--epochs 60]
+Usage: python benchmarks/data_size.py DATA_DIR [--train-images 35000 40000] [--seeds 0 1] [--epochs 68]
 """
 import argparse
 import contextlib
@@ -18,23 +18,28 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars from the runs
 
 import torch
 from common import NB, load_train_set, machine
+from search_recipe import BASE, RECIPES
+
+DEFAULT_RECIPE = {**BASE, **RECIPES["68 epochs, weight decay 1e-3"]}
 
 
-def train_and_test(data_dir, n_images, seed, epochs, device):
-    images, labels = NB.dataset_tensors(load_train_set(data_dir), device)
+def train_and_test(train_images, test_data, n_images, seed, epochs):
+    images, labels = train_images
     (train_x, train_y), (val_x, val_y) = NB.split_train_val(images, labels, 5000, None, seed)
     train_x, train_y = torch.cat([train_x, val_x])[:n_images], torch.cat([train_y, val_y])[:n_images]
     normalize = NB.make_normalize(*NB.channel_stats(train_x))
     NB.seed_everything(seed)
-    model = NB.ConvNet().to(device)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    model = NB.ConvNet().to(images.device)
+    r = DEFAULT_RECIPE
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
     start = time.perf_counter()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the per-epoch validation is ignored
-        NB.fit(model, (train_x, train_y), (val_x[:500], val_y[:500]), normalize, loss_fn, epochs, 256, 0.1,
-               weight_decay=1e-3)
+        NB.fit(model, (train_x, train_y), (val_x[:500], val_y[:500]), normalize, loss_fn, epochs, r["batch_size"],
+               r["lr"], momentum=r["momentum"], cycle_momentum=r["cycle_momentum"], weight_decay=r["weight_decay"],
+               ema_decay=r["ema_decay"], padding=r["padding"])
     seconds = time.perf_counter() - start
-    test_x, test_y = NB.dataset_tensors(NB.load_cifar10(data_dir, download=False)[1], device)
-    views = {"plain": {}, "mirror": {"mirror": True}, "50 views": {"mirror": True, "shift": NB.PADDING}}
+    test_x, test_y = test_data
+    views = {"plain": {}, "mirror": {"mirror": True}, "50 views": {"mirror": True, "shift": r["padding"]}}
     return seconds, {name: NB.accuracy(NB.predict_logits(model, test_x, normalize, **kw), test_y)
                      for name, kw in views.items()}
 
@@ -44,14 +49,16 @@ def main():
     parser.add_argument("data_dir")
     parser.add_argument("--train-images", type=int, nargs="+", default=[35000, 40000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_RECIPE["epochs"])
     args = parser.parse_args()
     device = NB.pick_device("auto")
+    train_images = NB.dataset_tensors(load_train_set(args.data_dir), device)  # read once for every run
+    test_data = NB.dataset_tensors(NB.load_cifar10(args.data_dir, download=False)[1], device)
     print(f"on {machine()}, torch {torch.__version__}, {args.epochs} epochs", flush=True)
     print(f"{'train images':>12} {'seed':>4} {'test':>7} {'mirror':>7} {'50 views':>9} {'seconds':>8}", flush=True)
     for n_images in args.train_images:
         for seed in args.seeds:
-            seconds, acc = train_and_test(args.data_dir, n_images, seed, args.epochs, device)
+            seconds, acc = train_and_test(train_images, test_data, n_images, seed, args.epochs)
             print(f"{n_images:>12} {seed:>4} {acc['plain']:>7.2%} {acc['mirror']:>7.2%} {acc['50 views']:>9.2%} "
                   f"{seconds:>8.1f}", flush=True)
 
