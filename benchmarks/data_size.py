@@ -25,7 +25,7 @@ DEFAULT_RECIPE = {**BASE, **RECIPES["68 epochs, weight decay 1e-3"]}
 
 def train_and_test(train_images, test_data, n_images, seed, epochs):
     images, labels = train_images
-    (train_x, train_y), (val_x, val_y) = NB.split_train_val(images, labels, 5000, None, seed)
+    (train_x, train_y), (val_x, val_y) = NB.split_train_val(images, labels, 5000, 0, seed)
     train_x, train_y = torch.cat([train_x, val_x])[:n_images], torch.cat([train_y, val_y])[:n_images]
     normalize = NB.make_normalize(*NB.channel_stats(train_x))
     NB.seed_everything(seed)
@@ -36,7 +36,7 @@ def train_and_test(train_images, test_data, n_images, seed, epochs):
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the per-epoch validation is ignored
         NB.fit(model, (train_x, train_y), (val_x[:500], val_y[:500]), normalize, loss_fn, epochs, r["batch_size"],
                r["lr"], momentum=r["momentum"], cycle_momentum=r["cycle_momentum"], weight_decay=r["weight_decay"],
-               ema_decay=r["ema_decay"], padding=r["padding"])
+               padding=r["padding"])
     seconds = time.perf_counter() - start
     test_x, test_y = test_data
     views = {"plain": {}, "mirror": {"mirror": True}, "50 views": {"mirror": True, "shift": r["padding"]}}

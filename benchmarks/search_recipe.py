@@ -30,24 +30,20 @@ import torch
 from common import NB, load_train_set, machine
 
 BASE = {"epochs": 50, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "cycle_momentum": False,
-        "weight_decay": 5e-4, "label_smoothing": 0.1, "ema_decay": None, "padding": 2}
+        "weight_decay": 5e-4, "label_smoothing": 0.1, "padding": 2}
 RECIPES = {  # the longest first, so that they start first
     "200 epochs": {"epochs": 200},
     "100 epochs": {"epochs": 100},
     "batch 128, lr 0.05, 100 epochs": {"batch_size": 128, "lr": 0.05, "epochs": 100},
     "batch 128, lr 0.05": {"batch_size": 128, "lr": 0.05},
     "batch 128, lr 0.1": {"batch_size": 128, "lr": 0.1},
-    "batch 128, lr 0.05, EMA 0.999": {"batch_size": 128, "lr": 0.05, "ema_decay": 0.999},
     "60 epochs": {"epochs": 60},
-    "60 epochs, EMA 0.999": {"epochs": 60, "ema_decay": 0.999},
     "batch 512, lr 0.2, 60 epochs": {"batch_size": 512, "lr": 0.2, "epochs": 60},
     "batch 512, lr 0.1, 60 epochs": {"batch_size": 512, "lr": 0.1, "epochs": 60},
     "base (momentum 0.9 fixed)": {},
     "momentum cycled 0.95-0.85": {"cycle_momentum": True},
     "momentum 0.95": {"momentum": 0.95},
     "momentum 0.8": {"momentum": 0.8},
-    "EMA 0.999": {"ema_decay": 0.999},
-    "EMA 0.9995": {"ema_decay": 0.9995},
     "lr 0.05": {"lr": 0.05},
     "lr 0.2": {"lr": 0.2},
     "weight decay 1e-3": {"weight_decay": 1e-3},
@@ -77,7 +73,7 @@ def data(data_dir, seed, device):
     key = (data_dir, seed)
     if key not in _DATA:
         images, labels = NB.dataset_tensors(load_train_set(data_dir), device)
-        train, val = NB.split_train_val(images, labels, 5000, None, seed)
+        train, val = NB.split_train_val(images, labels, 5000, 0, seed)
         _DATA[key] = train, val, NB.make_normalize(*NB.channel_stats(train[0]))
     return _DATA[key]
 

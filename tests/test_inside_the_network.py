@@ -33,10 +33,12 @@ def test_feature_map_figure_holds_3_images_4_layers_5_channels(nb, model_and_ima
     labels = torch.tensor([3, 8, 0])
     maps = {k: nb.minmax_per_channel(v) for k, v in nb.capture_feature_maps(model, as_input(images[:3])).items()}
     assert {k: tuple(v.shape) for k, v in maps.items()} == {
-        "conv1": (3, 8, 28, 28), "pool1": (3, 8, 14, 14), "conv2": (3, 16, 10, 10), "pool2": (3, 16, 5, 5)}
-    with torch.no_grad():  # the hooks saw exactly what the network computes
-        assert torch.allclose(nb.capture_feature_maps(model, as_input(images[:3]))["pool1"],
-                              torch.nn.Sequential(*list(model)[:3])(as_input(images[:3])))
+        "conv1 + ReLU": (3, 8, 28, 28), "pool1": (3, 8, 14, 14), "conv2 + ReLU": (3, 16, 10, 10), "pool2": (3, 16, 5, 5)}
+    raw = nb.capture_feature_maps(model, as_input(images[:3]))
+    with torch.no_grad():  # the hooks saw exactly what the network computes: the convolutions after their ReLU
+        assert torch.allclose(raw["conv1 + ReLU"], torch.relu(model.conv1(as_input(images[:3]))))
+        assert torch.allclose(raw["pool1"], torch.nn.Sequential(*list(model)[:3])(as_input(images[:3])))
+    assert raw["conv2 + ReLU"].min() == 0  # the ReLU cut something: after scaling, dark is zero there
     assert not model.conv1._forward_hooks  # hooks removed afterwards
     fig = nb.plot_feature_maps(images[:3], labels, maps, CLASSES)
     panels = [ax.images[0].get_array() for sub in fig.subfigs for ax in sub.axes if ax.images]
@@ -109,33 +111,72 @@ def test_gradcam_maps_of_one_image_share_a_scale(nb, model_and_images):
     _, images = model_and_images
     strong, weak = torch.zeros(3, 32, 32), torch.zeros(3, 32, 32)
     strong[:, 10:20, 10:20], weak[:, 10:20, 10:20] = 2.0, 0.5
+    strong[2] *= 2
     weak[1] = 0  # an all-zero map must still draw
     rows = [(f"image {i}", [(strong[i], "predicted"), (weak[i], "true")]) for i in range(3)]
-    fig = nb.plot_gradcam_grid(images[:3], rows, "test", ncols=2)
-    heat = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]  # the map over the grayscale image
-    assert len(heat) == 6
-    assert all(im.get_clim() == (0, 2.0) for im in heat)  # both maps of an image on one scale, 0 to the larger peak
+    fig = nb.plot_gradcam(images[:3], rows, "test", ncols=3, shared_scale=False)
+    heat = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]  # the maps over the grayscale image
+    assert [im.get_clim() for im in heat] == [(0, 2.0)] * 4 + [(0, 4.0)] * 2  # per image: 0 to its higher peak
     titles = [ax.get_title() for ax in fig.axes if len(ax.images) == 2]
     assert titles[0] == "predicted\npeak 2.00" and titles[1] == "true\npeak 0.50" and titles[3] == "true\npeak 0.00"
+    colour_bars = [ax for ax in fig.axes if not ax.images and ax.get_label() == "<colorbar>"]
+    assert len(colour_bars) == 3  # one per image, its scale shown
+
+
+def test_correct_images_share_one_colour_scale_with_one_colour_bar(nb, model_and_images):
+    """A peak of 0.03 and one of 0.11 must not look equally red: one scale, 0 to the highest peak of all."""
+    _, images = model_and_images
+    maps = torch.zeros(10, 32, 32)
+    for i in range(10):
+        maps[i, 8:24, 8:24] = 0.01 * (i + 1)
+    rows = [(f"image {i}", [(maps[i], "Grad-CAM")]) for i in range(10)]
+    fig = nb.plot_gradcam(images[:10], rows, "correct", ncols=5, shared_scale=True)
+    heat = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]
+    assert len(heat) == 10 and all(im.get_clim() == pytest.approx((0, 0.1)) for im in heat)
+    assert [ax.get_label() for ax in fig.axes].count("<colorbar>") == 1
+
+
+@pytest.mark.parametrize("count, ncols, shared", [(10, 5, True), (10, 3, False)])
+def test_gradcam_figures_fit_a_laptop_screen(nb, model_and_images, count, ncols, shared):
+    """At most 1,400 x 1,000 pixels at matplotlib's 100 dpi, wider than high: two rows of five correct images, four
+    rows of three misclassified ones."""
+    _, images = model_and_images
+    maps = torch.rand(count, 32, 32)
+    rows = [("true: automobile\npredicted: airplane (99%)", [(m, "for airplane")] + ([(m, "for automobile")]
+                                                                                  if not shared else []))
+            for m in maps]
+    fig = nb.plot_gradcam(images[:count], rows, "size", ncols=ncols, shared_scale=shared)
+    width, height = fig.get_size_inches() * 100
+    assert width <= 1400 and height <= 1000 and width > height
+
+
+def test_filters_are_drawn_as_colour_patches(nb):
+    model = nb.ConvNet()
+    fig = nb.plot_filters(model.conv1.weight, "conv1")
+    patches = [ax.images[0].get_array() for ax in fig.axes]
+    assert len(patches) == 8 and all(p.shape == (5, 5, 3) and p.min() >= 0 and p.max() <= 1 for p in patches)
+    assert all(p.min() == 0 and p.max() == 1 for p in patches)  # each filter scaled as a whole
+    assert fig._suptitle.get_text() == "conv1"
 
 
 def test_gradcam_observations_hold_for_any_run(nb):
-    pred_maps = torch.zeros(4, 32, 32)
-    pred_maps[:, 12:20, 12:20] = 1.0  # all heat in the centre
-    true_maps = torch.zeros(4, 32, 32)
-    true_maps[3, 12:20, 12:20] = 2.0
-    text = nb.describe_gradcam(pred_maps, true_maps, [1, 4, 4, 2], 1, CLASSES)
-    assert "The 3 wrong predictions go to 2 different classes, most often deer (2 times)." in text
-    assert "In 2 of them the predicted class's map peaks higher than the true class's; in 2 the true class's map is " \
-           "zero everywhere." in text
-    assert "100% lies in the central 16x16 square" in text and ": more than an even spread" in text
+    pred_maps, true_maps = torch.ones(3, 32, 32), torch.zeros(3, 32, 32)
+    true_maps[2, 12:20, 12:20] = 2.0
+    text = nb.describe_gradcam(pred_maps, true_maps, torch.tensor([4, 4, 2]), CLASSES)
+    assert "The 3 wrong predictions go to 2 different classes; deer is predicted most often (2 times)." in text
+    assert "In 2 of them the predicted class's map peaks higher than the true class's; in 2 the true class's map " \
+           "is zero everywhere" in text
+    tie = nb.describe_gradcam(torch.ones(5, 32, 32), torch.zeros(5, 32, 32), torch.tensor([1, 4, 4, 1, 2]), CLASSES)
+    assert "go to 3 different classes; automobile and deer are each predicted most often (2 times)." in tie
+    spread = nb.describe_gradcam(pred_maps[:2], true_maps[:2], torch.tensor([1, 4]), CLASSES)
+    assert spread.startswith("The 2 wrong predictions go to 2 different classes.\n")
+    assert nb.describe_gradcam(pred_maps[:0], true_maps[:0], torch.tensor([], dtype=torch.long), CLASSES) == \
+        "No misclassified image among those picked."
 
 
-def test_summary_table_formats_every_figure(nb):
-    results = {"test accuracy": 0.7512, "seconds per epoch (median)": 1.234, "epochs": 30,
+def test_results_table_formats_every_figure(nb):
+    results = {"1.2 test accuracy": 0.7512, "1.2 seconds of training": 61.234, "1.2 epochs": 30,
                "3.2 time ratio own/default (means), own, im2col, batch 20": 2.345,
-               "3.4 Grad-CAM max |from scratch - captum|": 3e-8}
-    lines = nb.summary_table(results).splitlines()
-    assert len(lines) == 5
-    assert lines[0].split()[-1] == "75.12%" and lines[1].split()[-1] == "s" and lines[2].split()[-1] == "30"
-    assert lines[3].endswith("2.3x") and lines[4].endswith("3.00e-08")
+               "3.4 Grad-CAM max |from scratch - captum|": 3e-8, "1.0 Google Drive": "mounted"}
+    lines = nb.results_table(results).splitlines()
+    assert [line.split("  ")[-1].strip() for line in lines] == ["75.12%", "61.2 s", "30", "2.3x", "3.00e-08", "mounted"]

@@ -2,6 +2,7 @@
 import itertools
 import random
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -135,10 +136,12 @@ def test_linear_rejects_bad_input(nb):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda nb: nb.myLinear(0, 16), "in_features must be a positive integer, got 0"),
-    (lambda nb: nb.myLinear(8, -1), "out_features must be a positive integer, got -1"),
-    (lambda nb: nb.myLinear(8.0, 16), "in_features must be a positive integer, got 8.0"),
-    (lambda nb: nb.myConv2d(0, 8, 5), "in_channels must be a positive integer, got 0"),
+    (lambda nb: nb.myLinear(0, 16), "in_features must be an integer >= 1, got 0"),
+    (lambda nb: nb.myLinear(8, -1), "out_features must be an integer >= 1, got -1"),
+    (lambda nb: nb.myLinear(8.0, 16), "in_features must be an integer >= 1, got 8.0"),
+    (lambda nb: nb.myLinear(True, 16), "in_features must be an integer >= 1, got True"),
+    (lambda nb: nb.myConv2d(0, 8, 5), "in_channels must be an integer >= 1, got 0"),
+    (lambda nb: nb.myConv2dFast(3, np.int64(0), 5), "out_channels must be an integer >= 1, got np.int64\\(0\\)"),
     (lambda nb: nb.myConv2d(3, 8, 0), r"kernel_size must be an integer >= 1 or a pair \(height, width\)"),
     (lambda nb: nb.myConv2d(3, 8, True), "kernel_size must be an integer >= 1 .*got True"),
     (lambda nb: nb.myConv2d(3, 8, 5.0), "kernel_size must be an integer >= 1 .*got 5.0"),
@@ -208,3 +211,51 @@ def test_state_dict_round_trip_with_default_network(nb, conv_name):
     back.load_state_dict(own.state_dict())
     for key, value in default.state_dict().items():
         assert torch.equal(back.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("make, layer", [
+    (lambda nb: nb.myLinear(8, 16, "cuda"), "myLinear"),
+    (lambda nb: nb.myLinear(8, 16, torch.device("cpu")), "myLinear"),
+    (lambda nb: nb.myLinear(8, 16, 1), "myLinear"),
+    (lambda nb: nb.myConv2d(3, 8, 5, 1, 0, "cuda"), "myConv2d"),
+    (lambda nb: nb.myConv2dFast(3, 8, 5, bias="cpu"), "myConv2dFast"),
+])
+def test_a_device_given_in_place_of_bias_is_rejected(nb, make, layer):
+    """The starter code's myLinear(in_features, out_features, device=None) takes the device third; nn.Linear's
+    signature, which the own layers follow, takes `bias` there. A device must not silently become the bias (and
+    leave the weights on the CPU)."""
+    with pytest.raises(TypeError, match=rf"{layer}: bias must be True or False, got .*give the device by name, "
+                                        rf"{layer}\(\.\.\., device="):
+        make(nb)
+
+
+def test_numpy_integers_are_accepted_as_sizes_like_pytorch_does(nb):
+    """nn.Linear and nn.Conv2d take NumPy integers (anything operator.index takes); so do the own layers, with the
+    same outputs."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 8)
+    for name in OWN_CONVS:
+        size = {"kernel_size": (np.int64(3), np.int32(2)), "stride": np.int64(2), "padding": np.int16(1)}
+        own = getattr(nb, name)(np.int64(3), np.int64(4), **size)
+        reference = nn.Conv2d(np.int64(3), np.int64(4), **size)
+        assert own.kernel_size == (3, 2) and all(type(v) is int for v in own.kernel_size + own.stride + own.padding)
+        check_against(reference, own, x, 1e-5)
+    own, reference = nb.myLinear(np.int64(8), np.int32(5)), nn.Linear(np.int64(8), np.int32(5))
+    assert type(own.in_features) is int
+    check_against(reference, own, torch.randn(4, 8), 1e-5)
+
+
+@pytest.mark.parametrize("conv_name", OWN_CONVS)
+@pytest.mark.parametrize("c_in, k, s, p, h, w", [(3, 5, 1, 0, 32, 32), (8, 5, 1, 0, 14, 14), (2, (3, 2), (2, 1), 1, 9, 7)])
+def test_column_matrix_size_follows_from_the_shapes(nb, conv_name, c_in, k, s, p, h, w):
+    """c_in K^2 h_out w_out values per image, checked against PyTorch's own im2col (F.unfold): 19.1 times the input
+    for conv1 (28 x 28 outputs of a 32 x 32 input), 12.8 times for conv2, not K^2 = 25 times."""
+    conv = getattr(nb, conv_name)(c_in, 4, k, stride=s, padding=p)
+    columns = torch.nn.functional.unfold(torch.zeros(1, c_in, h, w), conv.kernel_size, padding=conv.padding,
+                                         stride=conv.stride)
+    assert nb.column_matrix_values(conv, h, w) == columns.numel()
+    assert conv(torch.zeros(1, c_in, h, w)).shape[2:] == conv.output_size(h, w)
+    if (c_in, h) == (3, 32):
+        assert round(nb.column_matrix_values(conv, h, w) / (c_in * h * w), 1) == 19.1
+    if (c_in, h) == (8, 14):
+        assert round(nb.column_matrix_values(conv, h, w) / (c_in * h * w), 1) == 12.8
