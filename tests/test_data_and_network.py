@@ -302,3 +302,19 @@ def test_batch_size_is_checked_against_the_training_images_left(nb):
         nb.check_parameters(**{**GOOD, "train_subset": 1000, "batch_size": 1001})
     with pytest.raises(ValueError, match=r"BATCH_SIZE .* from 1 to 40,000, got 45000"):
         nb.check_parameters(**{**GOOD, "val_size": 10_000, "batch_size": 45_000})
+
+
+def test_full_float32_for_convolutions_and_matrix_products(nb):
+    """TF32 off for both: Task 3.2 compares own layers built from matrix products with cuDNN's convolution."""
+    nb.full_float32_math()
+    if hasattr(torch.backends.cudnn, "conv"):
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
+def test_seeding_asks_for_determinism_without_filling_new_tensors(nb):
+    nb.seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
