@@ -40,7 +40,7 @@ def train_and_test(train_images, test_data, n_images, seed, epochs):
     seconds = time.perf_counter() - start
     test_x, test_y = test_data
     views = {"plain": {}, "mirror": {"mirror": True}, "50 views": {"mirror": True, "shift": r["padding"]}}
-    return seconds, {name: NB.accuracy(NB.predict_logits(model, test_x, normalize, **kw), test_y)
+    return seconds, {name: NB.accuracy(NB.tta_logits(model, test_x, normalize, **kw), test_y)
                      for name, kw in views.items()}
 
 

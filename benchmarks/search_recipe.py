@@ -91,15 +91,15 @@ def train_and_measure(name, seed, data_dir, with_test, threads):
         NB.fit(model, train, val, normalize, loss_fn, recipe["epochs"], recipe["batch_size"], recipe["lr"], **fit_args)
     row = {"recipe": name, "seed": seed, **recipe, "seconds": time.perf_counter() - start,
            "val": NB.accuracy(NB.predict_logits(model, val[0], normalize), val[1]),
-           "val mirror": NB.accuracy(NB.predict_logits(model, val[0], normalize, mirror=True), val[1]),
-           "val tta": NB.accuracy(NB.predict_logits(model, val[0], normalize, mirror=True,
-                                                    shift=recipe["padding"]), val[1])}
+           "val mirror": NB.accuracy(NB.tta_logits(model, val[0], normalize, mirror=True), val[1]),
+           "val tta": NB.accuracy(NB.tta_logits(model, val[0], normalize, mirror=True,
+                                                shift=recipe["padding"]), val[1])}
     if with_test:
         test_x, test_y = NB.dataset_tensors(NB.load_cifar10(data_dir, download=False)[1], device)
         row["test"] = NB.accuracy(NB.predict_logits(model, test_x, normalize), test_y)
-        row["test mirror"] = NB.accuracy(NB.predict_logits(model, test_x, normalize, mirror=True), test_y)
-        row["test tta"] = NB.accuracy(NB.predict_logits(model, test_x, normalize, mirror=True,
-                                                        shift=recipe["padding"]), test_y)
+        row["test mirror"] = NB.accuracy(NB.tta_logits(model, test_x, normalize, mirror=True), test_y)
+        row["test tta"] = NB.accuracy(NB.tta_logits(model, test_x, normalize, mirror=True,
+                                                    shift=recipe["padding"]), test_y)
     return row
 
 

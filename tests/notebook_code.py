@@ -1,6 +1,6 @@
 """Load the functions and classes of the notebook, so that tests and benchmarks use the notebook's own code.
 
-Only the definitions of each code cell run: imports, `def`, `class` and assignments of literal constants.
+Only the definitions of each code cell run: imports, `def`, `class` and assignments of constants.
 Everything else (mounting Drive, loading data, training, plotting) is skipped, so loading takes a second.
 """
 import ast
@@ -13,16 +13,15 @@ import nbformat
 NOTEBOOK = Path(__file__).resolve().parent.parent / "assignment2_convnets.ipynb"
 
 
+# What a constant may be made of: literals, containers of them, and arithmetic on them (3 * 25 + 1, 2**20).
+_CONSTANT_PARTS = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.BinOp, ast.UnaryOp, ast.operator,
+                   ast.unaryop, ast.Load)
+
+
 def _is_definition(node):
     if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
         return True
-    if isinstance(node, ast.Assign):
-        try:
-            ast.literal_eval(node.value)
-        except ValueError:
-            return False
-        return True
-    return False
+    return isinstance(node, ast.Assign) and all(isinstance(part, _CONSTANT_PARTS) for part in ast.walk(node.value))
 
 
 def _segment(source, node):

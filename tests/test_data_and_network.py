@@ -63,19 +63,18 @@ def test_batch_with_too_few_pixels_gives_a_clear_error(nb, tiny_cifar, tmp_path,
         nb.load_cifar10(tmp_path, download=True)
 
 
-def test_present_files_are_read_once_not_checksummed(nb, tiny_cifar, monkeypatch):
-    """torchvision's CIFAR10(download=True) computes the md5 sum of all six data files twice per split; the
-    notebook's CIFAR10Folder checks only that they are there (the download was verified when it arrived), and
-    downloads nothing."""
+def test_present_files_are_checked_and_not_downloaded_again(nb, tiny_cifar, monkeypatch):
+    """torchvision's CIFAR10 as it ships: with download=True and the files present, it checks their md5 sums and
+    downloads nothing. No subclass, no override of a private method."""
     checked = []
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda path, md5=None: checked.append(Path(path).name) or True)
     monkeypatch.setattr(tv_utils, "download_url", lambda *args, **kwargs: pytest.fail("downloaded"))
-    nb.load_cifar10(tiny_cifar, download=True)
-    assert checked == ["batches.meta", "batches.meta"]  # torchvision's check of the tiny metadata file alone
+    train_set, test_set = nb.load_cifar10(tiny_cifar, download=True)
+    assert type(train_set) is type(test_set) is tv_cifar.CIFAR10
+    assert {"data_batch_1", "data_batch_5", "test_batch"} <= set(checked)
 
 
-def test_download_is_verified_extracted_and_the_archive_removed(nb, tiny_cifar, tmp_path, monkeypatch,
-                                                                offline_cifar):
+def test_download_is_extracted(nb, tiny_cifar, tmp_path, monkeypatch, offline_cifar):
     def from_local_archive(url, root, filename=None, md5=None, **kwargs):
         Path(root).mkdir(parents=True, exist_ok=True)
         with tarfile.open(Path(root) / filename, "w:gz") as tar:
@@ -84,7 +83,7 @@ def test_download_is_verified_extracted_and_the_archive_removed(nb, tiny_cifar, 
     monkeypatch.setattr(tv_utils, "download_url", from_local_archive)
     train_set, test_set = nb.load_cifar10(tmp_path / "fresh", download=True)
     assert len(train_set) == 5 * TRAIN_PER_BATCH and len(test_set) == N_TEST
-    assert [p.name for p in (tmp_path / "fresh").iterdir()] == ["cifar-10-batches-py"]
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
 
 
 def test_split_is_disjoint_reproducible_and_checked(nb):
@@ -126,7 +125,8 @@ def test_network_layers_shapes_and_parameter_count(nb):
         ("conv1", (8, 28, 28)), ("relu1", (8, 28, 28)), ("pool1", (8, 14, 14)),
         ("conv2", (16, 10, 10)), ("relu2", (16, 10, 10)), ("pool2", (16, 5, 5)), ("flatten", (400,)),
         ("fc1", (128,)), ("relu3", (128,)), ("fc2", (64,)), ("relu4", (64,)), ("fc3", (10,))]
-    assert sum(p.numel() for p in model.parameters()) == sum(row[3] for row in rows) == 64_058
+    assert sum(p.numel() for p in model.parameters()) == sum(row[3] for row in rows) == nb.ASSIGNMENT_PARAMETERS
+    assert nb.ASSIGNMENT_PARAMETERS == 64_058
     assert isinstance(model.conv1, torch.nn.Conv2d) and model.conv1.padding == (0, 0)
     assert isinstance(model.pool1, torch.nn.MaxPool2d) and model.pool1.kernel_size == 2
     assert model(torch.zeros(5, 3, 32, 32)).shape == (5, 10)
@@ -148,7 +148,8 @@ def test_fit_learns_the_fixture_and_is_reproducible(nb, tiny_cifar, offline_cifa
     model, history = run()
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert history["val_acc"][-1] > 0.3
-    assert len(history["epoch_seconds"]) == 3
+    assert len(history["epoch_seconds"]) == len(history["lr"]) == 3
+    assert history["lr"][0] > history["lr"][-1] > 0  # one cycle: past its peak, annealed towards zero
     again, history_again = run()
     assert history_again["val_loss"] == history["val_loss"]  # same seed, same machine: same numbers
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters()))
@@ -198,10 +199,11 @@ def test_mirror_test_time_augmentation(nb):
     normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
     symmetric = torch.nn.Sequential(torch.nn.Conv2d(3, 10, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     symmetric[0].weight.data = (symmetric[0].weight + symmetric[0].weight.flip(-1)) / 2  # mirror-symmetric kernels
-    plain, mirrored = (nb.predict_logits(symmetric, images, normalize, mirror=m) for m in (False, True))
+    plain, mirrored = (nb.tta_logits(symmetric, images, normalize, mirror=m) for m in (False, True))
     assert torch.allclose(plain, mirrored, atol=1e-5)
     model = nb.ConvNet()
-    plain, mirrored = (nb.predict_logits(model, images, normalize, mirror=m) for m in (False, True))
+    plain, mirrored = (nb.tta_logits(model, images, normalize, mirror=m) for m in (False, True))
+    assert torch.allclose(plain, nb.predict_logits(model, images, normalize))  # one view: the plain prediction
     assert not torch.allclose(plain, mirrored, atol=1e-3)
     flipped = nb.predict_logits(model, images.flip(-1), normalize)
     assert torch.allclose(mirrored, (plain + flipped) / 2, atol=1e-5)
@@ -211,7 +213,7 @@ def test_predictions_keep_no_autograd_graph(nb):
     """predict_logits is decorated with @torch.no_grad(); the notebook loader must keep decorators, or every test
     and benchmark would build a graph over all 50 views (it did: 12 GB in one benchmark run)."""
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    logits = nb.predict_logits(nb.ConvNet(), images, nb.make_normalize([0.5] * 3, [0.25] * 3), mirror=True, shift=1)
+    logits = nb.tta_logits(nb.ConvNet(), images, nb.make_normalize([0.5] * 3, [0.25] * 3), mirror=True, shift=1)
     assert not logits.requires_grad
 
 
@@ -236,9 +238,9 @@ def test_shift_test_time_augmentation_averages_every_position(nb):
 
     square = images[:, :, 8:13, 18:23].float() / 255
     mirrored_square = images.flip(-1)[:, :, 8:13, 18:23].float() / 255
-    shifted = nb.predict_logits(OnePixel(), images, normalize, shift=2)
+    shifted = nb.tta_logits(OnePixel(), images, normalize, shift=2)
     assert torch.allclose(shifted, square.mean((2, 3)), atol=1e-6)
-    every_view = nb.predict_logits(OnePixel(), images, normalize, mirror=True, shift=2)
+    every_view = nb.tta_logits(OnePixel(), images, normalize, mirror=True, shift=2)
     assert torch.allclose(every_view, (square.mean((2, 3)) + mirrored_square.mean((2, 3))) / 2, atol=1e-6)
 
 
@@ -318,3 +320,29 @@ def test_seeding_asks_for_determinism_without_filling_new_tensors(nb):
     assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert torch.utils.deterministic.fill_uninitialized_memory is False
+
+
+def test_describe_curves_reads_the_history(nb):
+    """When validation accuracy lies above training accuracy, and where its largest drop falls in the schedule."""
+    history = {"train_acc": [0.30, 0.50, 0.62, 0.70, 0.80], "val_acc": [0.40, 0.55, 0.50, 0.72, 0.78],
+               "lr": [0.05, 0.1, 0.08, 0.04, 0.001], "epoch_seconds": [1.0] * 5}
+    text = nb.describe_curves(history)
+    assert "training accuracy 80.00% (augmented images), validation 78.00%, a gap of +2.00 points" in text
+    assert "validation accuracy is above training accuracy in 3 of 5 epochs (the last: epoch 4): training " \
+           "accuracy is taken on augmented images" in text
+    assert "the largest drop of validation accuracy: 5.00 points, into epoch 3, with the learning rate at 0.08, " \
+           "80% of its peak (past the peak of epoch 2)" in text
+    rising = nb.describe_curves({**history, "val_acc": [0.2, 0.3, 0.4, 0.5, 0.6]})
+    assert "above training accuracy in 0 of 5 epochs\n" in rising and "never drops" in rising
+    early = nb.describe_curves({**history, "val_acc": [0.5, 0.45, 0.6, 0.7, 0.75]})
+    assert "into epoch 2, with the learning rate at 0.1, 100% of its peak (past the peak of epoch 2)" in early
+
+
+def test_no_gpu_warning_says_what_happens_and_prints_no_source_line(nb, capsys):
+    training = nb.no_gpu_warning(in_colab=True, reuse_weights=False)
+    assert "training takes minutes instead of seconds (Task 1.2 prints" in training
+    assert "Runtime ▸ Change runtime type ▸ T4 GPU" in training
+    reusing = nb.no_gpu_warning(in_colab=False, reuse_weights=True)
+    assert "if REUSE_WEIGHTS finds no saved weights" in reusing and "Runtime" not in reusing
+    nb.warn("something")
+    assert capsys.readouterr().err == "Warning: something\n"

@@ -102,50 +102,62 @@ def test_aligned_gradcam_peaks_at_the_cell_receptive_field_centre(nb, row, col):
     assert peak_cols.float().mean().item() == 6.5 + 2 * col
     assert aligned[:5].sum() == aligned[:, :5].sum() == aligned[27:].sum() == aligned[:, 27:].sum() == 0  # no cell there
     assert aligned.sum() == pytest.approx(4 * cam.sum())  # bilinear x2: each cell spreads over 4 pixels' worth
-    stretched = nb.stretch_to_input(cam, (32, 32))[0, 0]  # the literal stretch puts it elsewhere near the border
+    stretched = nb.resize_to_image(cam, (32, 32))[0, 0]  # the literal stretch puts it elsewhere near the border
     if row in (0, 9):
         assert abs(torch.nonzero(stretched == stretched.max())[:, 0].float().mean().item() - (6.5 + 2 * row)) > 3
 
 
-def test_gradcam_maps_of_one_image_share_a_scale(nb, model_and_images):
+def heat_panels(fig):
+    """The axes of a figure that hold a heat map blended over a grayscale image, as captum draws them."""
+    return [ax for ax in fig.axes if len(ax.images) == 2]
+
+
+def test_gradcam_is_drawn_by_captum_each_map_on_its_own_scale(nb, model_and_images):
+    """captum's visualize_image_attr scales each map on its own, so a weak map shows where it looks as clearly as a
+    strong one; the peak in the title keeps the magnitudes. An all-zero map, which captum cannot scale, is drawn as
+    the image alone and says so."""
     _, images = model_and_images
     strong, weak = torch.zeros(3, 32, 32), torch.zeros(3, 32, 32)
     strong[:, 10:20, 10:20], weak[:, 10:20, 10:20] = 2.0, 0.5
-    strong[2] *= 2
-    weak[1] = 0  # an all-zero map must still draw
+    weak[1] = 0
     rows = [(f"image {i}", [(strong[i], "predicted"), (weak[i], "true")]) for i in range(3)]
-    fig = nb.plot_gradcam(images[:3], rows, "test", ncols=3, shared_scale=False)
-    heat = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]  # the maps over the grayscale image
-    assert [im.get_clim() for im in heat] == [(0, 2.0)] * 4 + [(0, 4.0)] * 2  # per image: 0 to its higher peak
-    titles = [ax.get_title() for ax in fig.axes if len(ax.images) == 2]
-    assert titles[0] == "predicted\npeak 2.00" and titles[1] == "true\npeak 0.50" and titles[3] == "true\npeak 0.00"
-    colour_bars = [ax for ax in fig.axes if not ax.images and ax.get_label() == "<colorbar>"]
-    assert len(colour_bars) == 3  # one per image, its scale shown
-
-
-def test_correct_images_share_one_colour_scale_with_one_colour_bar(nb, model_and_images):
-    """A peak of 0.03 and one of 0.11 must not look equally red: one scale, 0 to the highest peak of all."""
-    _, images = model_and_images
-    maps = torch.zeros(10, 32, 32)
-    for i in range(10):
-        maps[i, 8:24, 8:24] = 0.01 * (i + 1)
-    rows = [(f"image {i}", [(maps[i], "Grad-CAM")]) for i in range(10)]
-    fig = nb.plot_gradcam(images[:10], rows, "correct", ncols=5, shared_scale=True)
-    heat = [ax.images[1] for ax in fig.axes if len(ax.images) == 2]
-    assert len(heat) == 10 and all(im.get_clim() == pytest.approx((0, 0.1)) for im in heat)
+    fig = nb.plot_gradcam(images[:3], rows, "test", ncols=3)
+    heat = heat_panels(fig)
+    assert len(heat) == 5  # three strong maps, two weak ones; the zero map has the image alone
+    blended = [ax.images[1].get_array() for ax in heat]
+    assert all(b.max() == pytest.approx(1.0) and b.min() == 0 for b in blended)  # every map on a scale of its own
+    assert all(ax.images[1].get_clim() == (0, 1) for ax in heat)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert "predicted\npeak 2.000" in titles and "true\npeak 0.500" in titles and "true\nzero everywhere" in titles
     assert [ax.get_label() for ax in fig.axes].count("<colorbar>") == 1
+    assert nb.plot_gradcam(images[:0], [], "nothing", ncols=3) is None
 
 
-@pytest.mark.parametrize("count, ncols, shared", [(10, 5, True), (10, 3, False)])
-def test_gradcam_figures_fit_a_laptop_screen(nb, model_and_images, count, ncols, shared):
+def test_gradcam_rows_show_the_true_class_only_for_wrong_predictions(nb):
+    maps = torch.rand(3, 32, 32)
+    rows = nb.gradcam_rows(maps, maps * 2, torch.tensor([3, 5, 0]), torch.tensor([3, 1, 0]),
+                           torch.tensor([0.9, 0.55, 0.3]), CLASSES)
+    assert rows[0][0] == "true: cat\npredicted: cat (90%)" and [t for _, t in rows[0][1]] == ["Grad-CAM for cat"]
+    assert rows[1][0] == "true: dog\npredicted: automobile (55%)"
+    assert [t for _, t in rows[1][1]] == ["for automobile", "for dog"] and torch.equal(rows[1][1][1][0], maps[1] * 2)
+
+
+def test_gradcam_checks_count_zero_maps(nb):
+    pred, true = torch.ones(4, 32, 32), torch.ones(4, 32, 32)
+    pred[0], true[3] = 0, 0
+    assert nb.gradcam_checks(pred, true, n_correct=2) == {
+        "3.4 images: correctly, wrongly classified": (2, 2), "3.4 predicted-class maps that are zero": 1,
+        "3.4 true-class maps of misclassified images that are zero": 1}
+
+
+@pytest.mark.parametrize("count, ncols, maps_per_image", [(10, 5, 1), (10, 3, 2)])
+def test_gradcam_figures_fit_a_laptop_screen(nb, model_and_images, count, ncols, maps_per_image):
     """At most 1,400 x 1,000 pixels at matplotlib's 100 dpi, wider than high: two rows of five correct images, four
     rows of three misclassified ones."""
     _, images = model_and_images
     maps = torch.rand(count, 32, 32)
-    rows = [("true: automobile\npredicted: airplane (99%)", [(m, "for airplane")] + ([(m, "for automobile")]
-                                                                                  if not shared else []))
-            for m in maps]
-    fig = nb.plot_gradcam(images[:count], rows, "size", ncols=ncols, shared_scale=shared)
+    rows = [("true: automobile\npredicted: airplane (99%)", [(m, "for airplane")] * maps_per_image) for m in maps]
+    fig = nb.plot_gradcam(images[:count], rows, "size", ncols=ncols)
     width, height = fig.get_size_inches() * 100
     assert width <= 1400 and height <= 1000 and width > height
 
@@ -176,7 +188,10 @@ def test_gradcam_observations_hold_for_any_run(nb):
 
 def test_results_table_formats_every_figure(nb):
     results = {"1.2 test accuracy": 0.7512, "1.2 seconds of training": 61.234, "1.2 epochs": 30,
+               "1.2 training loss, last epoch": 0.61234, "3.3 every channel runs from 0 to 1": True,
+               "3.4 images: correctly, wrongly classified": (10, 9),
                "3.2 time ratio own/default (means), own, im2col, batch 20": 2.345,
                "3.4 Grad-CAM max |from scratch - captum|": 3e-8, "1.0 Google Drive": "mounted"}
     lines = nb.results_table(results).splitlines()
-    assert [line.split("  ")[-1].strip() for line in lines] == ["75.12%", "61.2 s", "30", "2.3x", "3.00e-08", "mounted"]
+    assert [line.split("  ")[-1].strip() for line in lines] == ["75.12%", "61.2 s", "30", "0.612", "yes", "10, 9", "2.3x",
+                                                                    "3.00e-08", "mounted"]

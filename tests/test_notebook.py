@@ -118,11 +118,11 @@ def test_colab_branch_mounts_drive_and_keeps_everything_there(run):
     notebook, work, drive = run
     assert colab_log(work) == [{"call": "drive.mount", "mountpoint": "/content/drive"},
                                {"call": "download", "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"}]
-    assert sorted(p.name for p in (drive / "data").iterdir()) == ["cifar-10-batches-py"]  # the archive is gone
+    assert sorted(p.name for p in (drive / "data").iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
     assert (drive / "convnet_cifar10.pt").exists() and (drive / "convnet_cifar10_history.json").exists()
     assert not (work / "outputs").exists()
     text = cell_text(cell_running(notebook, "WORK_DIR = mount_drive(DRIVE_FOLDER)"))
-    assert f"dataset folder: {drive / 'data'}" in text
+    assert f"Google Drive: mounted\ndataset folder: {drive / 'data'}" in text
 
 
 def test_environment_and_missing_gpu_are_reported(run):
@@ -132,7 +132,8 @@ def test_environment_and_missing_gpu_are_reported(run):
     assert ", ".join(f"{name} {version}" for name, version in versions.items()) in cell_text(setup)
     assert "running on CPU" in cell_text(setup)
     warning = cell_text(setup, "stderr")
-    assert "No GPU found" in warning and "Runtime ▸ Change runtime type ▸ T4 GPU" in warning
+    assert warning.startswith("Warning: No GPU found") and "Runtime ▸ Change runtime type ▸ T4 GPU" in warning
+    assert "warn(" not in warning  # no echo of the line that raised it
     training = cell_text(cell_running(notebook, "history = fit("))
     first_epoch = number_after(training, "the first epoch took")
     assert number_after(training, f"all {PARAMETERS['EPOCHS']} epochs will take about") == pytest.approx(
@@ -163,6 +164,14 @@ def test_training_learns_and_is_reported(run):
     assert plain > 30 and f"on {N_TEST} test images" in text
     gap = number_after(text, "a gap of")  # printed from the history, not typed
     assert gap == pytest.approx(100 * (history["train_acc"][-1] - history["val_acc"][-1]), abs=0.01)
+    above = sum(v > t for v, t in zip(history["val_acc"], history["train_acc"]))
+    assert f"validation accuracy is above training accuracy in {above} of 4 epochs" in text
+    drops = [a - b for a, b in zip(history["val_acc"], history["val_acc"][1:])]
+    if max(drops) > 0:
+        assert f"the largest drop of validation accuracy: {100 * max(drops):.2f} points, into epoch " \
+               f"{drops.index(max(drops)) + 2}" in text
+    else:
+        assert "validation accuracy never drops from one epoch to the next" in text
     text = cell_text(cell_running(notebook, "test_acc_mirror = accuracy("))
     assert number_after(text, "test accuracy with one view:") == plain
     mirror = number_after(text, "with the image and its mirror image (2 views):")
@@ -198,7 +207,7 @@ def test_data_cells_show_splits_and_images(run):
 
 def test_network_summary_printed(run):
     text = cell_text(cell_running(run[0], "print_layer_summary(model)"))
-    assert re.search(r"total\s+64,058", text)
+    assert re.search(r"total\s+64,058  \(the assignment's layers: 64,058\)", text)
 
 
 def test_own_layer_checks_report_small_differences(run):
@@ -220,22 +229,31 @@ def test_own_layer_checks_report_small_differences(run):
     assert text.count("gradcheck passed = True") == 2
 
 
-def test_own_networks_agree_and_are_timed(run):
-    notebook = run[0]
-    text = cell_text(cell_running(notebook, "networks = {\"default\": model}"))
-    agreements = [float(v) for v in re.findall(r"the default network's prediction on ([0-9.]+)%", text)]
-    assert len(agreements) == 2 and min(agreements) >= 99.0
-    accs = re.findall(r"accuracy on the first 20 test images: (\d+)%", text)
-    assert len(set(accs)) == 1  # the same weights give the same accuracy
-    table = cell_text(cell_running(notebook, "print_timing_table(timings, device)"))
+def timing_rows(text):
     rows = re.findall(r"^\s*(20|256)\s+(default|own, Eq\. 4 loop|own, im2col)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)"
-                      r"\s+(\d+)\s*([0-9.]+x)?$", table, re.MULTILINE)
-    assert len(rows) == 6, table
+                      r"\s+(\d+)\s*([0-9.]+x)?$", text, re.MULTILINE)
     means = {(batch, name): float(mean) for batch, name, mean, *_ in rows}
     for batch, name, mean, std, median, blocks, ratio in rows:
         assert float(std) >= 0 and int(blocks) >= 1
         if name != "default":  # the ratio printed is the ratio of the means
             assert float(ratio[:-1]) == pytest.approx(float(mean) / means[(batch, "default")], abs=0.01)
+    return rows
+
+
+def test_own_networks_agree_and_are_timed(run):
+    notebook = run[0]
+    text = cell_text(cell_running(notebook, "own_model.load_state_dict(trained_weights)"))
+    accs = re.findall(r"^(default|own) +network, accuracy on the first 20 test images: (\d+)%$", text, re.MULTILINE)
+    assert [name for name, _ in accs] == ["default", "own"] and accs[0][1] == accs[1][1]  # same weights
+    assert number_after(text, "the own network predicts the default's class for") == 100.0
+    assert number_after(text, "largest |logit difference|") < 1e-4
+    text = cell_text(cell_running(notebook, "print_timing_table(timings, device)"))
+    assert [(batch, name) for batch, name, *_ in timing_rows(text)] == [("20", "default"), ("20", "own, Eq. 4 loop")]
+    assert "conv1: 25 products, one per kernel offset, each (batch x pixels = 15,680) x (c_in = 3) times (3 x 8)" in text
+    assert "conv2: 25 products, one per kernel offset, each (batch x pixels = 2,000) x (c_in = 8) times (8 x 16)" in text
+    text = cell_text(cell_running(notebook, "print_timing_table(all_timings, device)"))
+    assert number_after(text, "the im2col network predicts the default's class on") >= 99.0
+    assert len(timing_rows(text)) == 6, text
 
 
 def test_feature_maps_and_gradcam_are_drawn(run):
@@ -248,7 +266,7 @@ def test_feature_maps_and_gradcam_are_drawn(run):
                        r"resized to \(32, 32\)", cell_text(cell_running(notebook, "pick_correct_and_wrong(")))
     assert picked, "the Grad-CAM cell reports what it picked"
     grid = cell_running(notebook, "plot_gradcam(test_x")
-    assert cell_images(grid) == (int(picked.group(1)) > 0) + (int(picked.group(2)) > 0) >= 1
+    assert cell_images(grid) == (int(picked.group(1)) > 0) + (int(picked.group(2)) > 0) == 2
     text = cell_text(cell_running(notebook, "plot_stretch_and_aligned("))
     assert "centred on input pixel 6.5 + 2*q: the centres span pixels 6.5 to 24.5" in text
     assert number_after(text, "stretching moves them by up to") == 5.4  # (q + 0.5) 3.2 - 0.5 against 6.5 + 2 q
@@ -259,34 +277,39 @@ def test_feature_maps_and_gradcam_are_drawn(run):
 
 
 def checklist_rows(notebook):
-    text = cell_text(cell_running(notebook, "checklist(results)"))
+    text = cell_text(cell_running(notebook, "print_checklist(results"))
     return text, {task: (points, verdict, figure) for task, points, verdict, figure in
-                  re.findall(r"^(\d\.\d)\s+(–|\d\.\d)\s+(ok|CPU|CHECK)\s+(.+)$", text, re.MULTILINE)}
+                  re.findall(r"^(\d\.\d)\s+(–|\d\.\d)\s+(ok|CPU|local|CHECK)\s+(.+)$", text, re.MULTILINE)}
 
 
 def test_summary_is_a_checklist_in_the_assignments_order(run):
     """A TA grades from the summary: each item with its points, a verdict and this run's figure."""
     text, rows = checklist_rows(run[0])
+    table = cell_text(cell_running(run[0], "print(results_table(results))"))
     assert list(rows) == ["1.0", "1.1", "1.2", "2.1", "3.1", "3.2", "3.3", "3.4"]
     assert [points for points, _, _ in rows.values()] == ["–", "0.1", "0.4", "0.3", "0.4", "0.2", "0.3", "0.3"]
-    assert rows["1.2"][1] == "CPU" and "not the GPU the task asks for" in rows["1.2"][2]  # the tests run on a CPU
+    assert rows["1.2"][1] == "CPU" and "not the GPU asked for" in rows["1.2"][2]  # the tests run on a CPU
     assert all(verdict == "ok" for task, (_, verdict, _) in rows.items() if task != "1.2"), text
     assert "800 / 200 / 300 images" in rows["1.0"][2] and "64,058 parameters" in rows["1.1"][2]
     linear = re.search(r"before copying ([0-9.e+-]+), after ([0-9.e+-]+) \(should be < 1e-6\)", rows["2.1"][2])
     assert float(linear.group(1)) > 1e-2 and float(linear.group(2)) < 1e-6
-    assert re.search(r"default (\d+)%, own \1%; time own / default [0-9.]+x at batch 20", rows["3.2"][2])
-    assert "Grad-CAM maps of 10 correctly and 10 wrongly classified" in rows["3.4"][2]
+    assert re.search(r"default (\d+)%, own \1%; time own / default [0-9.]+x; logits differ by [0-9.e+-]+ "
+                     r"\(should be < 1e-4\)", rows["3.2"][2])
+    assert "each channel runs from 0 to 1: yes" in rows["3.3"][2]
+    assert re.search(r"Grad-CAM of 10 correct and 10 misclassified test images; predicted-class maps all zero: 0 "
+                     r"\(should be 0\); true-class maps all zero: \d+ of 10", rows["3.4"][2])
     assert text.splitlines()[0].startswith("SEED = 0; weights trained in this run")
     for key in ("1.2 test accuracy with test-time augmentation", "3.1 myConv2dFast mean |diff| after copy",
-                "3.2 time ratio own/default (means), own, im2col, batch 256", "3.4 Grad-CAM max |from scratch - captum|"):
-        assert key in text, key
+                "3.2 time ratio own/default (means), own, im2col, batch 256 (Part B)",
+                "3.4 Grad-CAM max |from scratch - captum|"):
+        assert key in table, key
 
 
 def test_every_figure_fits_a_laptop_screen(run):
     """Each figure as the notebook draws it (the PNG in the executed notebook) is at most 1,400 x 1,000 pixels."""
     sizes = [struct.unpack(">II", base64.b64decode(out.data["image/png"])[16:24]) for cell in run[0].cells
              for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
-    assert len(sizes) == 8  # images, curves, confusion matrix, feature maps, filters, 2 Grad-CAM grids, stretch
+    assert len(sizes) == 9  # images, curves, feature maps, 2 Grad-CAM grids; explorer, confusion, filters, stretch
     too_large = [(w, h) for w, h in sizes if w > 1400 or h > 1000]
     assert not too_large, too_large
 
@@ -310,10 +333,21 @@ def test_ruff_passes_on_notebook():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def head_of_notebook(folder, last_snippet):
+    """The notebook's cells up to the one that runs `last_snippet`, written to `folder`; returns its path."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    last = next(i for i, c in enumerate(notebook.cells) if last_snippet in c.source)
+    notebook.cells = notebook.cells[:last + 1]
+    nbformat.write(notebook, folder / "head.ipynb")
+    return folder / "head.ipynb"
+
+
 def test_second_run_finds_data_and_weights_on_drive(run, cifar_archive):
+    """Part A only, up to the checklist: that is where the saved weights and history matter."""
     first, work, drive = run
-    second = execute(work, "reused.ipynb", colab_archive=cifar_archive, DRIVE_FOLDER=str(drive), REUSE_WEIGHTS=True,
-                     EPOCHS=1, TIMING_SECONDS=0.01)
+    second = execute(work, "reused.ipynb", notebook=head_of_notebook(work, "print_checklist(results, f\"SEED"),
+                     colab_archive=cifar_archive, DRIVE_FOLDER=str(drive), REUSE_WEIGHTS=True, EPOCHS=1,
+                     TIMING_SECONDS=0.01)
     assert [entry["call"] for entry in colab_log(work)] == ["drive.mount", "download", "drive.mount"]  # no download
     assert "trained by an earlier run" in cell_text(cell_running(second, "if REUSE_WEIGHTS and WEIGHTS_PATH.exists()"))
     accuracy_line = [cell_text(cell_running(nb, "test_logits_plain = predict_logits(")).splitlines()[-1]
@@ -327,12 +361,9 @@ def test_second_run_finds_data_and_weights_on_drive(run, cifar_archive):
 
 def test_failed_mount_warns_and_goes_on_with_the_local_disk(cifar_archive, tmp_path):
     """Only the cells up to loading the data: that is where a failed mount matters."""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    last = next(i for i, c in enumerate(notebook.cells) if "train_set, test_set = load_cifar10(DATA_DIR)" in c.source)
-    notebook.cells = notebook.cells[:last + 1]
-    nbformat.write(notebook, tmp_path / "head.ipynb")
+    head = head_of_notebook(tmp_path, "train_set, test_set = load_cifar10(DATA_DIR)")
     drive = tmp_path / "content" / "drive" / "MyDrive" / "assignment2_convnets"
-    executed = execute(tmp_path, "mount-failed.ipynb", notebook=tmp_path / "head.ipynb", colab_archive=cifar_archive,
+    executed = execute(tmp_path, "mount-failed.ipynb", notebook=head, colab_archive=cifar_archive,
                        env=[("COLAB_STANDIN_MOUNT_ERROR", "mount failed")], DRIVE_FOLDER=str(drive))
     cell = cell_running(executed, "WORK_DIR = mount_drive(DRIVE_FOLDER)")
     warning = cell_text(cell, "stderr")
@@ -341,3 +372,12 @@ def test_failed_mount_warns_and_goes_on_with_the_local_disk(cifar_archive, tmp_p
     assert f"will live in {local}, on this runtime's local disk, and be lost when the runtime resets" in warning
     assert f"dataset folder: {local / 'data'}" in cell_text(cell)
     assert (local / "data" / "cifar-10-batches-py" / "test_batch").exists() and not drive.exists()
+
+
+def test_explorer_draws_its_default_image(run):
+    """Headless, the explorer form draws its defaults like any other cell: test image 0, the predicted class."""
+    cell = cell_running(run[0], "figure, line = explore(")
+    line = cell_text(cell).strip()
+    assert re.fullmatch(r"test image 0: true class \w+; predicted \w+ \(\d+%\); the network from the own layers "
+                        r"predicts the same; next misclassified test image: \d+", line), line
+    assert cell_images(cell) == 1

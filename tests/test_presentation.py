@@ -1,21 +1,30 @@
-"""The committed notebook as a presentation: each task's answer in sight, helpers collapsed, short cells, few words,
-no typed-in results, and the set-up in the order it must run."""
+"""The committed notebook as a presentation: Part A the assignment alone, each answer in sight, helpers collapsed,
+short cells, few words, no typed-in results, links that Colab follows, and the set-up in the order it must run."""
+import json
 import re
 
 import nbformat
 import pytest
+from conftest import CLASSES
 from notebook_code import NOTEBOOK
 
 POINTS = {"1.0": None, "1.1": "0.1", "1.2": "0.4", "2.1": "0.3", "3.1": "0.4", "3.2": "0.2", "3.3": "0.3", "3.4": "0.3"}
-# The code a TA grades: it must stay visible, never in a collapsed cell.
-ANSWERS = ("WORK_DIR = mount_drive(", "load_cifar10(DATA_DIR)", "class ConvNet(", "def train_one_epoch(", "def fit(",
-           "class myLinear(", "def difference_before_and_after_copy(", "class myConv2d(", "class myConv2dFast(",
-           "def compare_layers(", "load_state_dict(trained_weights)", "def forward_times_ms(",
-           "def capture_feature_maps(", "def minmax_per_channel(", "def gradcam_captum(", "def gradcam_from_scratch(")
-MAX_CODE_LINES, MAX_WORDS = 40, 2300
+# The code a TA grades, in Part A, and the code Part B teaches: it must stay visible, never in a collapsed cell.
+ANSWERS = ("WORK_DIR = mount_drive(", "torchvision.datasets.CIFAR10(root, train=True, download=download)",
+           "torchvision.datasets.CIFAR10(root, train=False, download=download)", "load_cifar10(DATA_DIR)",
+           "def dataset_tensors(", "def split_train_val(", "class ConvNet(", "def evaluate(", "def train_one_epoch(",
+           "def fit(", "history = fit(", "class myLinear(",
+           "def difference_before_and_after_copy(", "class myConv2d(", "load_state_dict(trained_weights)",
+           "accuracy(logits[:20], test_y[:20])", "def forward_times_ms(", "def capture_feature_maps(",
+           "def minmax_per_channel(", "plot_feature_maps(fmap_images", "def gradcam_captum(",
+           "LayerAttribution.interpolate(cams, size", "plot_gradcam(test_x", "print_checklist(results, f\"SEED")
+PART_B_ANSWERS = ("def tta_logits(", "def compare_layers(", "class myConv2dFast(", "def gradcam_from_scratch(")
+MAX_CODE_LINES, MAX_WORDS, PART_A_WORDS, PART_A_CODE_LINES = 40, 2300, 1200, 320
+CIFAR10_TEST_IMAGES = 10_000  # the official test split, which the explorer's slider spans
 # A number with a unit of measurement, a percentage or a speed-up: a measured result, which the text must not type.
 MEASURED = re.compile(r"\d[\d,.]*\s*(%|per ?cent|[kKMG]i?B\b|ms\b|µs\b|s\b|seconds?\b|minutes?\b|x\b|×(?!\s*\d)|"
                       r"times\b)")
+FORM_TITLE = re.compile(r'# @title .+ \{ (run: "auto", )?display-mode: "form" \}')
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +40,17 @@ def markdown(cells):
     return [c.source for c in cells if c.cell_type == "markdown"]
 
 
+def part_b_start(cells):
+    starts = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and
+              c.source.startswith("# Part B: beyond the assignment\n")]
+    assert len(starts) == 1
+    return starts[0]
+
+
+def words(texts):
+    return sum(len(re.findall(r"\S+", text)) for text in texts)
+
+
 def test_no_code_cell_is_longer_than_40_lines(cells):
     long = {c.source.splitlines()[0]: len(c.source.splitlines()) for c in cells
             if c.cell_type == "code" and len(c.source.splitlines()) > MAX_CODE_LINES}
@@ -38,43 +58,92 @@ def test_no_code_cell_is_longer_than_40_lines(cells):
 
 
 def test_collapsed_cells_are_helpers_with_a_title(cells):
-    """Colab shows a `# @title ... { display-mode: "form" }` cell as its title; JupyterLab honours source_hidden.
-    Both or neither, and never on a cell that holds a task's answer."""
+    """Colab shows a `# @title ... { display-mode: "form" }` cell as its title (and its form); JupyterLab honours
+    source_hidden. Both or neither, and never on a cell that holds a task's answer."""
     for cell in (c for c in cells if c.cell_type == "code"):
         first = cell.source.splitlines()[0]
-        form = first.startswith("# @title ") and first.endswith('{ display-mode: "form" }')
-        assert form == collapsed(cell), first
-    helpers = [c for c in cells if collapsed(c)]
-    assert len(helpers) >= 15
-    for answer in ANSWERS:
+        assert bool(FORM_TITLE.fullmatch(first)) == collapsed(cell), first
+    assert len([c for c in cells if collapsed(c)]) >= 15
+    for answer in ANSWERS + PART_B_ANSWERS:
         holding = [c for c in cells if c.cell_type == "code" and answer in c.source]
         assert holding, f"no cell holds {answer!r}"
-        assert not any(collapsed(c) for c in holding), f"{answer!r} is a task's answer: keep it visible"
+        assert not any(collapsed(c) for c in holding), f"{answer!r} is an answer: keep it visible"
+    part_b = part_b_start(cells)
+    for answer in ANSWERS:
+        assert any(answer in c.source for c in cells[:part_b]), f"{answer!r} belongs to Part A"
+
+
+def test_no_subclass_of_torchvision_datasets_and_no_private_override(cells):
+    """Task 1.0's answer is torchvision's CIFAR10 as it ships."""
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    assert not re.search(r"class \w+\(torchvision\.datasets\.", code) and "def _check_integrity" not in code
 
 
 def test_each_task_opens_with_its_points_and_what_it_asks(cells):
-    texts = markdown(cells)
-    contents = texts[0]
+    part_b = part_b_start(cells)
+    texts = markdown(cells[:part_b])
     for task, points in POINTS.items():
-        sections = [t for t in texts if t.startswith(f'<a id="{task}"></a>\n## {task} ')]
+        sections = [t for t in texts if t.startswith(f"## {task} ")]
         assert len(sections) == 1, task
-        heading = sections[0].split("\n")[1]
+        heading = sections[0].split("\n")[0]
         assert heading.endswith("· no points of its own" if points is None else f"· {points} points"), heading
         opening = sections[0].split("\n\n")[1]
         assert opening.startswith("**The task asks:**") and "**Answer:**" in opening, task
-        assert re.search(rf"^\| \[{re.escape(task)} [^]]+\]\(#{re.escape(task)}\) \| {points or '–'} \|", contents,
-                         re.MULTILINE), f"the contents table lacks {task} with its points"
-    assert "| [Summary](#summary) | 2.0 |" in contents  # 0.5 + 0.3 + 1.2 points in all
+    order = [next(i for i, t in enumerate(texts) if t.startswith(f"## {task} ")) for task in POINTS]
+    assert order == sorted(order), "the tasks in the assignment's order"
+    assert any(t.startswith("## Checklist · 2.0 points") for t in texts)  # 0.5 + 0.3 + 1.2 points in all
 
 
-def test_extras_sit_under_beyond_the_task_headings(cells):
-    subheadings = [line for text in markdown(cells) for line in text.splitlines() if line.startswith("### ")]
-    assert subheadings and all(line.startswith("### Beyond the task: ") for line in subheadings), subheadings
+def test_contents_links_point_at_the_cells_they_name(cells):
+    """Colab follows only #scrollTo=<cell id> links (googlecolab/colabtools#3983), so the contents table links each
+    task's heading cell by its id, kept both where nbformat and where Colab store it."""
+    contents = cells[0].source
+    links = dict(re.findall(r"\| \[([^]]+)\]\(#scrollTo=([\w-]+)\) \|", contents))
+    by_id = {c.id: c for c in cells}
+    assert all(c.metadata.get("id") == c.id for c in cells)
+    for task, points in POINTS.items():
+        target = next(cell_id for text, cell_id in links.items() if text.startswith(f"{task} "))
+        assert by_id[target].source.startswith(f"## {task} "), task
+        assert re.search(rf"\(#scrollTo={target}\) \| {re.escape(points or '–')} \|", contents), task
+    assert by_id[links["Checklist"]].source.startswith("## Checklist")
+    assert by_id[links["**Part B: beyond the assignment**"]].source.startswith("# Part B: beyond the assignment")
+    assert len(links) == len(POINTS) + 2 and "Colab" in contents and "table of contents" in contents
+
+
+def test_part_a_is_the_assignment_alone_and_part_b_names_the_task_each_extra_extends(cells):
+    part_b = part_b_start(cells)
+    part_a_headings = [line for text in markdown(cells[:part_b]) for line in text.splitlines() if line.startswith("#")]
+    assert not [h for h in part_a_headings if "beyond" in h.lower()], part_a_headings
+    part_b_headings = [line for text in markdown(cells[part_b:]) for line in text.splitlines()
+                       if line.startswith("## ")]
+    assert part_b_headings[0] == "## For the oral: any test image, or a photo"
+    extras = [h for h in part_b_headings[1:-1]]
+    assert extras and all(re.match(r"## Beyond (\d\.\d): ", h).group(1) in POINTS for h in extras), extras
+    assert part_b_headings[-1] == "## Every figure of this run"
+
+
+def test_part_a_fits_its_budgets(cells):
+    part_a = cells[:part_b_start(cells)]
+    assert words(markdown(part_a)) <= PART_A_WORDS
+    visible = sum(len(c.source.splitlines()) for c in part_a if c.cell_type == "code" and not collapsed(c))
+    assert visible <= PART_A_CODE_LINES, f"{visible} visible code lines in Part A"
+
+
+def test_the_explorer_is_a_colab_form_that_reruns_itself(cells):
+    """In Colab, a form whose title carries run: "auto" reruns when a field changes; the slider spans the test
+    split, EXPLAIN offers the predicted, the true and every class."""
+    explorer = next(c for c in cells if c.cell_type == "code" and "figure, line = explore(" in c.source)
+    lines = explorer.source.splitlines()
+    assert lines[0] == '# @title Explore a test image, or a photo { run: "auto", display-mode: "form" }'
+    assert lines[1] == f'TEST_INDEX = 0  # @param {{type:"slider", min:0, max:{CIFAR10_TEST_IMAGES - 1}, step:1}}'
+    choices = json.loads(re.fullmatch(r'EXPLAIN = "predicted"  # @param (\[.*\])', lines[2]).group(1))
+    assert choices == ["predicted", "true", *CLASSES]
+    assert lines[3] == 'IMAGE_FILE = ""  # @param {type:"string"}'
+    assert cells.index(explorer) > part_b_start(cells)
 
 
 def test_markdown_fits_the_word_budget(cells):
-    words = sum(len(re.findall(r"\S+", text)) for text in markdown(cells))
-    assert words <= MAX_WORDS, f"{words} words of markdown; the budget is {MAX_WORDS}"
+    assert words(markdown(cells)) <= MAX_WORDS
 
 
 def test_markdown_types_no_measured_figure(cells):
