@@ -325,17 +325,22 @@ def test_seeding_asks_for_determinism_without_filling_new_tensors(nb):
 def test_describe_curves_reads_the_history(nb):
     """When validation accuracy lies above training accuracy, and where its largest drop falls in the schedule."""
     history = {"train_acc": [0.30, 0.50, 0.62, 0.70, 0.80], "val_acc": [0.40, 0.55, 0.50, 0.72, 0.78],
-               "lr": [0.05, 0.1, 0.08, 0.04, 0.001], "epoch_seconds": [1.0] * 5}
+               "lr": [0.05, 0.1, 0.08, 0.04, 0.001], "epoch_seconds": [1.0] * 5,
+               "val_loss": [2.0, 1.5, 1.6, 1.1, 1.2]}
     text = nb.describe_curves(history)
     assert "training accuracy 80.00% (augmented images), validation 78.00%, a gap of +2.00 points" in text
     assert "validation accuracy is above training accuracy in 3 of 5 epochs (the last: epoch 4): training " \
            "accuracy is taken on augmented images" in text
-    assert "the largest drop of validation accuracy: 5.00 points, into epoch 3, with the learning rate at 0.08, " \
-           "80% of its peak (past the peak of epoch 2)" in text
+    assert "the largest epoch-to-epoch drop of validation accuracy: 5.00 points, into epoch 3, with the learning " \
+           "rate at 0.08; it had passed its peak of 0.1 (epoch 2), and falls to 0.001 by epoch 5" in text
+    assert text.endswith("validation loss is lowest in epoch 4 of 5")
     rising = nb.describe_curves({**history, "val_acc": [0.2, 0.3, 0.4, 0.5, 0.6]})
     assert "above training accuracy in 0 of 5 epochs\n" in rising and "never drops" in rising
     early = nb.describe_curves({**history, "val_acc": [0.5, 0.45, 0.6, 0.7, 0.75]})
-    assert "into epoch 2, with the learning rate at 0.1, 100% of its peak (past the peak of epoch 2)" in early
+    assert "into epoch 2, with the learning rate at 0.1; it had passed its peak of 0.1 (epoch 2)" in early
+    rising_rate = nb.describe_curves({**history, "val_acc": [0.5, 0.45, 0.6, 0.7, 0.75], "lr": [0.01, 0.05, 0.1, 0.04,
+                                                                                           0.001]})
+    assert "with the learning rate at 0.05; it was still rising to its peak of 0.1 (epoch 3)" in rising_rate
 
 
 def test_no_gpu_warning_says_what_happens_and_prints_no_source_line(nb, capsys):

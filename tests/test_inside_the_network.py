@@ -137,7 +137,7 @@ def test_gradcam_rows_show_the_true_class_only_for_wrong_predictions(nb):
     maps = torch.rand(3, 32, 32)
     rows = nb.gradcam_rows(maps, maps * 2, torch.tensor([3, 5, 0]), torch.tensor([3, 1, 0]),
                            torch.tensor([0.9, 0.55, 0.3]), CLASSES)
-    assert rows[0][0] == "true: cat\npredicted: cat (90%)" and [t for _, t in rows[0][1]] == ["Grad-CAM for cat"]
+    assert rows[0][0] == "true: cat\npredicted: cat (90%)" and [t for _, t in rows[0][1]] == ["for cat"]
     assert rows[1][0] == "true: dog\npredicted: automobile (55%)"
     assert [t for _, t in rows[1][1]] == ["for automobile", "for dog"] and torch.equal(rows[1][1][1][0], maps[1] * 2)
 
@@ -188,7 +188,7 @@ def test_gradcam_observations_hold_for_any_run(nb):
 
 def test_results_table_formats_every_figure(nb):
     results = {"1.2 test accuracy": 0.7512, "1.2 seconds of training": 61.234, "1.2 epochs": 30,
-               "1.2 training loss, last epoch": 0.61234, "3.3 every channel runs from 0 to 1": True,
+               "1.2 training loss, last epoch": 0.61234, "3.3 every channel scaled to [0, 1]": True,
                "3.4 images: correctly, wrongly classified": (10, 9),
                "3.2 time ratio own/default (means), own, im2col, batch 20": 2.345,
                "3.4 Grad-CAM max |from scratch - captum|": 3e-8, "1.0 Google Drive": "mounted"}
