@@ -105,7 +105,7 @@ def test_split_is_disjoint_reproducible_and_checked(nb):
 def test_augment_crops_and_flips_each_image(nb):
     torch.manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
-    out = nb.augment(images, padding=4)
+    out = nb.augment(images, 4)
     assert out.shape == images.shape and out.dtype == torch.uint8
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     flips = 0
@@ -115,7 +115,7 @@ def test_augment_crops_and_flips_each_image(nb):
         assert matches, f"image {i} is not a flipped or unflipped crop of the padded input"
         flips += matches[0]
     assert 10 < flips < 54  # about half of the images are flipped
-    assert not torch.equal(nb.augment(images), nb.augment(images))  # random each time
+    assert not torch.equal(nb.augment(images, nb.PADDING), nb.augment(images, nb.PADDING))  # random each time
 
 
 def test_network_layers_shapes_and_parameter_count(nb):
@@ -268,7 +268,7 @@ def test_pick_device(nb):
             nb.pick_device("cuda")
 
 
-GOOD = {"epochs": 68, "batch_size": 256, "learning_rate": 0.1, "timing_seconds": 1.0, "device": "auto",
+GOOD = {"seed": 0, "epochs": 68, "batch_size": 256, "learning_rate": 0.1, "timing_seconds": 1.0, "device": "auto",
         "val_size": 5000, "train_subset": 0}
 
 
@@ -276,6 +276,8 @@ def test_the_defaults_pass_the_parameter_checks(nb):
     nb.check_parameters(**GOOD)
     nb.check_parameters(**{**GOOD, "batch_size": 45_000, "device": "cuda", "learning_rate": 1})
     nb.check_parameters(**{**GOOD, "train_subset": 500, "batch_size": 500, "epochs": np.int64(3)})
+    nb.check_parameters(**{**GOOD, "seed": np.int64(7)})
+    nb.check_parameters(**{**GOOD, "seed": 2**32 - 1})
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -293,6 +295,11 @@ def test_the_defaults_pass_the_parameter_checks(nb):
     ("val_size", 50_000, "VAL_SIZE must be an integer from 1 to 49,999, got 50000"),
     ("train_subset", -1, r"TRAIN_SUBSET \(0: all\) must be an integer from 0 to 45,000, got -1"),
     ("train_subset", True, r"TRAIN_SUBSET \(0: all\) must be an integer .*got True"),
+    ("seed", "abc", "SEED must be an integer from 0 to 4,294,967,295, got 'abc'"),
+    ("seed", 1.5, "SEED must be an integer from 0 to 4,294,967,295, got 1.5"),
+    ("seed", True, "SEED must be an integer .*got True"),
+    ("seed", -1, "SEED must be an integer .*got -1"),
+    ("seed", 2**32, "SEED must be an integer from 0 to 4,294,967,295, got 4294967296"),
 ])
 def test_a_wrong_parameter_stops_with_its_name_and_what_it_accepts(nb, field, value, message):
     with pytest.raises(ValueError, match=message):

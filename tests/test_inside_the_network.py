@@ -41,18 +41,21 @@ def test_feature_map_figure_holds_3_images_4_layers_5_channels(nb, model_and_ima
     assert raw["conv2 + ReLU"].min() == 0  # the ReLU cut something: after scaling, dark is zero there
     assert not model.conv1._forward_hooks  # hooks removed afterwards
     fig = nb.plot_feature_maps(images[:3], labels, maps, CLASSES)
-    panels = [ax.images[0].get_array() for sub in fig.subfigs for ax in sub.axes if ax.images]
-    channel_maps = [a for a in panels if a.ndim == 2]
-    assert len(panels) - len(channel_maps) == 3  # the 3 inputs
-    assert len(channel_maps) == 3 * 4 * 5
-    assert all(0 <= a.min() and a.max() <= 1 for a in channel_maps)
-    titles = [sub._suptitle.get_text() for sub in fig.subfigs]
-    assert titles == ["image 1: cat", "image 2: ship", "image 3: airplane"]
-    first = fig.subfigs[0].axes
-    assert first[0].get_title() == "input" and first[1].get_title().startswith("conv1")
-    assert first[1].get_ylabel() == "channel 0"
+    fig.canvas.draw()  # constrained layout places the panels when the figure is drawn
+    inputs = [ax for ax in fig.axes if ax.images and ax.images[0].get_array().ndim == 3]
+    channel_axes = [ax for ax in fig.axes if ax.images and ax.images[0].get_array().ndim == 2]
+    assert [ax.get_title() for ax in inputs] == ["cat", "ship", "airplane"]  # each block opens with its image
+    assert len(channel_axes) == 3 * 4 * 5
+    assert all(0 <= ax.images[0].get_array().min() and ax.images[0].get_array().max() <= 1 for ax in channel_axes)
+    assert [ax.get_title().split("\n")[0] for ax in channel_axes[:4]] == list(maps)  # a column per layer
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel().startswith("channel")] == [
+        f"channel {c}" for c in range(5)]  # the rows named once, on the first block
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "each channel scaled to [0, 1]"
     width, height = fig.get_size_inches() * 100  # pixels at 100 dpi
     assert width <= 1400 and height <= 700, "the figure must fit on one laptop screen"
+    smallest = min(ax.get_window_extent().width for ax in channel_axes)
+    assert smallest >= 70, f"panels of {smallest:.0f} px: too small to read"
 
 
 def test_pick_distinct_classes(nb):
@@ -128,8 +131,9 @@ def test_gradcam_is_drawn_by_captum_each_map_on_its_own_scale(nb, model_and_imag
     assert all(b.max() == pytest.approx(1.0) and b.min() == 0 for b in blended)  # every map on a scale of its own
     assert all(ax.images[1].get_clim() == (0, 1) for ax in heat)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert "predicted\npeak 2.000" in titles and "true\npeak 0.500" in titles and "true\nzero everywhere" in titles
-    assert [ax.get_label() for ax in fig.axes].count("<colorbar>") == 1
+    assert "predicted\npeak 2" in titles and "true\npeak 0.5" in titles and "true\nzero everywhere" in titles
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "captum's scale: 1 = hottest 2 % of heat"
     assert nb.plot_gradcam(images[:0], [], "nothing", ncols=3) is None
 
 
@@ -137,8 +141,8 @@ def test_gradcam_rows_show_the_true_class_only_for_wrong_predictions(nb):
     maps = torch.rand(3, 32, 32)
     rows = nb.gradcam_rows(maps, maps * 2, torch.tensor([3, 5, 0]), torch.tensor([3, 1, 0]),
                            torch.tensor([0.9, 0.55, 0.3]), CLASSES)
-    assert rows[0][0] == "true: cat\npredicted: cat (90%)" and [t for _, t in rows[0][1]] == ["for cat"]
-    assert rows[1][0] == "true: dog\npredicted: automobile (55%)"
+    assert rows[0][0] == "cat 90%" and [t for _, t in rows[0][1]] == [""]  # the class is the image's title
+    assert rows[1][0] == "true dog\npred. automobile\n(55%)"
     assert [t for _, t in rows[1][1]] == ["for automobile", "for dog"] and torch.equal(rows[1][1][1][0], maps[1] * 2)
 
 
@@ -150,16 +154,27 @@ def test_gradcam_checks_count_zero_maps(nb):
         "3.4 true-class maps of misclassified images that are zero": 1}
 
 
-@pytest.mark.parametrize("count, ncols, maps_per_image", [(10, 5, 1), (10, 3, 2)])
-def test_gradcam_figures_fit_a_laptop_screen(nb, model_and_images, count, ncols, maps_per_image):
-    """At most 1,400 x 1,000 pixels at matplotlib's 100 dpi, wider than high: two rows of five correct images, four
-    rows of three misclassified ones."""
+def overlapping_titles(fig):
+    """Pairs of axes titles whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(ax.get_title(), ax.title.get_window_extent(renderer)) for ax in fig.axes if ax.get_title()]
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+
+
+@pytest.mark.parametrize("count, ncols, maps_per_image", [(10, 5, 1), (10, 4, 2)])
+def test_gradcam_figures_fit_a_laptop_screen_and_no_titles_collide(nb, model_and_images, count, ncols,
+                                                                   maps_per_image):
+    """At most 1,400 x 1,000 pixels at matplotlib's 100 dpi, wider than high: two rows of five correct images, three
+    rows of four misclassified ones; with the longest class names, no title runs into its neighbour's."""
     _, images = model_and_images
-    maps = torch.rand(count, 32, 32)
-    rows = [("true: automobile\npredicted: airplane (99%)", [(m, "for airplane")] * maps_per_image) for m in maps]
+    maps = torch.rand(count, 32, 32) * 0.0123
+    rows = [("automobile 100%", [(m, "")]) if maps_per_image == 1 else
+            ("true automobile\npred. automobile\n(100%)", [(m, "for automobile")] * maps_per_image) for m in maps]
     fig = nb.plot_gradcam(images[:count], rows, "size", ncols=ncols)
     width, height = fig.get_size_inches() * 100
     assert width <= 1400 and height <= 1000 and width > height
+    assert not overlapping_titles(fig)
 
 
 def test_filters_are_drawn_as_colour_patches(nb):
@@ -171,19 +186,48 @@ def test_filters_are_drawn_as_colour_patches(nb):
     assert fig._suptitle.get_text() == "conv1"
 
 
-def test_gradcam_observations_hold_for_any_run(nb):
-    pred_maps, true_maps = torch.ones(3, 32, 32), torch.zeros(3, 32, 32)
-    true_maps[2, 12:20, 12:20] = 2.0
-    text = nb.describe_gradcam(pred_maps, true_maps, torch.tensor([4, 4, 2]), CLASSES)
-    assert "The 3 wrong predictions go to 2 different classes; deer is predicted most often (2 times)." in text
-    assert "In 2 of them the predicted class's map peaks higher than the true class's; in 2 the true class's map " \
-           "is zero everywhere" in text
-    tie = nb.describe_gradcam(torch.ones(5, 32, 32), torch.zeros(5, 32, 32), torch.tensor([1, 4, 4, 1, 2]), CLASSES)
-    assert "go to 3 different classes; automobile and deer are each predicted most often (2 times)." in tie
-    spread = nb.describe_gradcam(pred_maps[:2], true_maps[:2], torch.tensor([1, 4]), CLASSES)
-    assert spread.startswith("The 2 wrong predictions go to 2 different classes.\n")
-    assert nb.describe_gradcam(pred_maps[:0], true_maps[:0], torch.tensor([], dtype=torch.long), CLASSES) == \
-        "No misclassified image among those picked."
+def test_central_share_and_peak_cells(nb):
+    maps = torch.zeros(3, 32, 32)
+    maps[0] = 1.0  # spread evenly: the centre holds its area's share
+    maps[1, 10:20, 12:18] = 3.0  # all inside the central 16 x 16
+    shares = nb.central_share(maps)
+    assert shares[0] == pytest.approx(0.25) and shares[1] == 1.0 and shares[2].isnan()  # a zero map has no share
+    cams = torch.zeros(2, 1, 10, 10)
+    cams[0, 0, 3, 7], cams[1, 0, 9, 0] = 1.0, 2.0
+    assert nb.peak_cells(cams).tolist() == [[3, 7], [9, 0]]
+
+
+def test_gradcam_findings_are_computed_from_the_maps(nb, model_and_images):
+    """The central shares printed for the drawn and for all test images, and the peaks of the two maps of each
+    misclassified image, as central_share and peak_cells give them."""
+    model, images = model_and_images
+    normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
+    preds = nb.predict_logits(model, images, normalize).argmax(1)
+    labels = preds.clone()
+    labels[10:] = (preds[10:] + 1) % 10  # the first 10 predictions right, the last 10 wrong
+    hits = (preds == labels).nonzero().flatten()[:2].tolist()
+    misses = (preds != labels).nonzero().flatten()[:3].tolist()
+    idx = torch.tensor(hits + misses)
+    x = normalize(images[idx])
+    pred_cams = nb.gradcam_captum(model, model.conv2, x, preds[idx])
+    true_cams = nb.gradcam_captum(model, model.conv2, x, labels[idx])
+    pred_maps = nb.resize_to_image(pred_cams)[:, 0]
+    text = nb.describe_gradcam(model, normalize, (images, labels, preds), pred_maps, len(hits), pred_cams, true_cams)
+    lines = text.splitlines()
+    assert lines[0] == ("share of a map's heat in the central 16x16 pixels (25% of the image, so 25% if spread "
+                        "evenly):")
+    drawn = nb.central_share(pred_maps)
+    every = nb.central_share(nb.resize_to_image(nb.gradcam_captum(model, model.conv2, normalize(images), preds))[:, 0])
+    right, wrong = every[preds == labels], every[preds != labels]
+    assert lines[1] == (f"  drawn: {drawn[:len(hits)].nanmean():.0%} for the correct, {drawn[len(hits):].nanmean():.0%} "
+                        f"for the misclassified; all 20 test images: {right.nanmean():.0%} for the {len(right)} "
+                        f"correct, {wrong.nanmean():.0%} for the {len(wrong)} misclassified")
+    has_peak = true_cams[len(hits):].flatten(1).amax(1) > 0
+    near = (nb.peak_cells(pred_cams[len(hits):]) - nb.peak_cells(true_cams[len(hits):])).abs().amax(1) <= 1
+    assert f"neighbouring conv2 cell in {int((near & has_peak).sum())} of {int(has_peak.sum())} (the true-class map " \
+           f"is zero everywhere in {int((~has_peak).sum())})" in lines[2]
+    verdict = "higher" if right.nanmean() > wrong.nanmean() else "not higher"
+    assert f"the central share is {verdict} when the network is right" in text
 
 
 def test_results_table_formats_every_figure(nb):
@@ -195,3 +239,43 @@ def test_results_table_formats_every_figure(nb):
     lines = nb.results_table(results).splitlines()
     assert [line.split("  ")[-1].strip() for line in lines] == ["75.12%", "61.2 s", "30", "0.612", "yes", "10, 9", "2.3x",
                                                                     "3.00e-08", "mounted"]
+
+
+@pytest.mark.parametrize("pattern, angle", [
+    (lambda y, x: x, 90.0),  # dark on the left, bright on the right: a vertical edge
+    (lambda y, x: -y, 0.0),  # a horizontal edge
+    (lambda y, x: x - y, 135.0),  # rows run down the image: equal values lie on lines from top left to bottom right
+    (lambda y, x: x + y, 45.0),  # and here from bottom left to top right, "/"
+])
+def test_filter_orientation_reads_edges_as_drawn(nb, pattern, angle):
+    y, x = torch.meshgrid(torch.arange(5.0), torch.arange(5.0), indexing="ij")
+    weight = torch.stack([pattern(y, x)] * 3)  # the same in every colour
+    found, strength = nb.filter_orientation(weight)
+    assert found == pytest.approx(angle) and strength == pytest.approx(1.0)
+
+
+def test_a_blob_has_no_orientation(nb):
+    y, x = torch.meshgrid(torch.arange(5.0) - 2, torch.arange(5.0) - 2, indexing="ij")
+    blob = torch.exp(-(x ** 2 + y ** 2)).expand(3, 5, 5)
+    assert nb.filter_orientation(blob)[1] == pytest.approx(0.0, abs=1e-9)
+    assert nb.filter_orientation(torch.ones(3, 5, 5))[1] == 0.0  # constant: no gradient at all
+
+
+def test_feature_map_findings_are_computed_from_the_weights_and_the_maps(nb, model_and_images):
+    model, images = model_and_images
+    raw = nb.capture_feature_maps(model, as_input(images[:3]))
+    many = nb.capture_feature_maps(model, as_input(images))
+    text = nb.describe_feature_maps(model, raw, many)
+    lines = text.splitlines()
+    for c in range(5):
+        angle, strength = nb.filter_orientation(model.conv1.weight[c])
+        red, green, blue = model.conv1.weight[c].detach().sum((1, 2)).tolist()
+        shape = f"edges at {angle:.0f}°" if strength >= nb.ORIENTED else "no clear orientation"
+        assert lines[1 + c].startswith(f"  channel {c}: {shape} (strength {strength:.2f})")
+        assert lines[1 + c].endswith(f"colour R {red:+.2f} G {green:+.2f} B {blue:+.2f}")
+    zeros = [(many[name] == 0).float().mean().item() for name in ("conv1 + ReLU", "conv2 + ReLU")]
+    drawn = [(raw[name] == 0).float().mean().item() for name in ("conv1 + ReLU", "conv2 + ReLU")]
+    assert lines[6] == (f"zero after the ReLU (drawn dark): conv1 {zeros[0]:.0%} of the values over 20 test images "
+                        f"({drawn[0]:.0%} in the 3 images drawn), conv2 {zeros[1]:.0%} of the values over 20 test "
+                        f"images ({drawn[1]:.0%} in the 3 images drawn)")
+    assert "it cannot say that the channel finds" in text

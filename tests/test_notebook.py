@@ -46,7 +46,10 @@ _utils.download_url = _download_url
 
 def execute(work, name, notebook=NOTEBOOK, colab_archive=None, env=(), **parameters):
     """Run `notebook` in a Jupyter kernel with working folder `work`; return the executed notebook. With
-    `colab_archive`, the kernel looks like Colab's and downloads that archive in place of CIFAR-10."""
+    `colab_archive`, the kernel looks like Colab's and downloads that archive in place of CIFAR-10.
+
+    The kernel never sees a GPU (CUDA_VISIBLE_DEVICES is empty), so the run takes the CPU path on every machine and
+    the assertions below, which read what that path prints, hold on a GPU machine as in CI."""
     startup = work / f"ipython-{name}" / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
     (startup / "00-offline-cifar.py").write_text(OFFLINE_PATCH + "\n")
@@ -56,6 +59,7 @@ def execute(work, name, notebook=NOTEBOOK, colab_archive=None, env=(), **paramet
         mp.setenv("IPYTHONDIR", str(startup.parents[1]))
         mp.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         mp.setenv("COLAB_STANDIN_LOG", str(work / "colab.log"))
+        mp.setenv("CUDA_VISIBLE_DEVICES", "")
         for key, value in env:
             mp.setenv(key, value)
         papermill.execute_notebook(str(notebook), str(work / name), cwd=str(work), kernel_name="python3",
@@ -135,9 +139,10 @@ def test_environment_and_missing_gpu_are_reported(run):
     assert warning.startswith("Warning: No GPU found") and "Runtime ▸ Change runtime type ▸ T4 GPU" in warning
     assert "warn(" not in warning  # no echo of the line that raised it
     training = cell_text(cell_running(notebook, "history = fit("))
-    first_epoch = number_after(training, "the first epoch took")
+    first, second = number_after(training, "epoch 1 took"), number_after(training, "with the start-up, epoch 2")
     assert number_after(training, f"all {PARAMETERS['EPOCHS']} epochs will take about") == pytest.approx(
-        PARAMETERS["EPOCHS"] * first_epoch, abs=1)
+        first + (PARAMETERS["EPOCHS"] - 1) * second, abs=1)  # from the second epoch: the first carries the start-up
+    assert training.index("epoch   1/4") < training.index("epoch 1 took") < training.index("epoch   2/4")
 
 
 def test_captum_pin_is_the_version_the_tests_run_with(nb):
@@ -202,7 +207,7 @@ def test_data_cells_show_splits_and_images(run):
     text = cell_text(cell_running(notebook, "split_train_val(all_train_x"))
     assert "train: (800, 3, 32, 32) torch.uint8" in text
     assert "validation: (200, 3, 32, 32)" in text
-    assert cell_images(cell_running(notebook, "show_images(train_x[:16]")) == 1
+    assert cell_images(cell_running(notebook, "show_images(train_x[one_each]")) == 1
 
 
 def test_network_summary_printed(run):
@@ -248,7 +253,15 @@ def test_own_networks_agree_and_are_timed(run):
     assert number_after(text, "the own network predicts the default's class for") == 100.0
     assert number_after(text, "largest |logit difference|") < 1e-4
     text = cell_text(cell_running(notebook, "print_timing_table(timings, device)"))
-    assert [(batch, name) for batch, name, *_ in timing_rows(text)] == [("20", "default"), ("20", "own, Eq. 4 loop")]
+    rows = timing_rows(text)
+    assert [(batch, name) for batch, name, *_ in rows] == [(batch, name) for batch in ("20", "256")
+                                                           for name in ("default", "own, Eq. 4 loop")]
+    means = {(batch, name): float(mean) for batch, name, mean, *_ in rows}
+    for name in ("default", "own, Eq. 4 loop"):  # how the time grows with the batch, from the table's means
+        line = re.search(rf"^  {re.escape(name)}: ([0-9.]+)x the time; a fixed cost per call makes \d+% of its "
+                         r"time at batch 20$", text, re.MULTILINE)
+        assert line and float(line.group(1)) == pytest.approx(means[("256", name)] / means[("20", name)], abs=0.02)
+    assert ("own network pays mostly per call" in text) != ("own network's time grows with the data" in text)
     assert "conv1: 25 matrix products, one per kernel offset, each (20 x 28 x 28 = 15,680 output pixels, 3 input " \
            "channels) @ (3, 8) weights; nn.Conv2d: one call" in text
     assert "conv2: 25 matrix products, one per kernel offset, each (20 x 10 x 10 = 2,000 output pixels, 8 input " \
@@ -264,16 +277,21 @@ def test_feature_maps_and_gradcam_are_drawn(run):
     assert cell_images(cell) == 1 and cell_text(cell).count("values in [0.0, 1.0]") == 4
     assert "conv1 + ReLU: shape (3, 8, 28, 28)" in cell_text(cell)
     assert cell_images(cell_running(notebook, "plot_filters(model.conv1.weight")) == 1
-    picked = re.search(r"for (\d+) correctly and (\d+) wrongly classified test images: maps of \(1, 10, 10\), "
-                       r"resized to \(32, 32\)", cell_text(cell_running(notebook, "pick_correct_and_wrong(")))
-    assert picked, "the Grad-CAM cell reports what it picked"
-    grid = cell_running(notebook, "plot_gradcam(test_x")
-    assert cell_images(grid) == (int(picked.group(1)) > 0) + (int(picked.group(2)) > 0) == 2
+    assert "conv2's Grad-CAM maps (20, 1, 10, 10), resized to (20, 32, 32)" in cell_text(
+        cell_running(notebook, "pick_correct_and_wrong("))
+    assert cell_images(cell_running(notebook, "plot_gradcam(test_x")) == 2
     text = cell_text(cell_running(notebook, "plot_stretch_and_aligned("))
     assert "centred on input pixel 6.5 + 2*q: the centres span pixels 6.5 to 24.5" in text
     assert number_after(text, "stretching moves them by up to") == 5.4  # (q + 0.5) 3.2 - 0.5 against 6.5 + 2 q
-    observations = cell_text(cell_running(notebook, "print(describe_gradcam("))
-    assert re.search(r"The \d+ wrong predictions go to \d+ different classes; .* predicted most often", observations)
+    findings = cell_text(cell_running(notebook, "print(describe_gradcam("))
+    assert re.search(r"drawn: \d+% for the correct, \d+% for the misclassified; all 300 test images: \d+% for the "
+                     r"\d+ correct, \d+% for the \d+ misclassified", findings), findings
+    assert re.search(r"neighbouring conv2 cell in \d+ of \d+ \(the true-class map is zero everywhere in \d+\)", findings)
+    findings = cell_text(cell_running(notebook, "print(describe_feature_maps("))
+    assert len(re.findall(r"^  channel \d: (edges at \d+°|no clear orientation) \(strength [0-9.]+\)", findings,
+                          re.MULTILINE)) == 5
+    assert re.search(r"zero after the ReLU \(drawn dark\): conv1 \d+% of the values over 300 test images \(\d+% in "
+                     r"the 3 images drawn\), conv2 \d+%", findings), findings
     text = cell_text(cell_running(notebook, "ours = gradcam_from_scratch("))
     assert number_after(text, "max |from scratch - captum| =") < 1e-5
 
@@ -295,8 +313,8 @@ def test_summary_is_a_checklist_in_the_assignments_order(run):
     assert "800 / 200 / 300 images" in rows["1.0"][2] and "64,058 parameters" in rows["1.1"][2]
     linear = re.search(r"before copying ([0-9.e+-]+), after ([0-9.e+-]+) \(should be < 1e-6\)", rows["2.1"][2])
     assert float(linear.group(1)) > 1e-2 and float(linear.group(2)) < 1e-6
-    assert re.search(r"default (\d+)%, own \1%; time own / default [0-9.]+x; logits differ by [0-9.e+-]+ "
-                     r"\(should be < 1e-4\)", rows["3.2"][2])
+    assert re.search(r"default (\d+)%, own \1%; time own / default [0-9.]+x \(batch 20\), [0-9.]+x \(256\); logits "
+                     r"differ by [0-9.e+-]+ \(should be < 1e-4\)", rows["3.2"][2])
     assert re.search(r"each channel scaled to \[0, 1\]: yes \(\d+ all zero, drawn dark\)", rows["3.3"][2])
     assert re.search(r"Grad-CAM of 10 correct and 10 misclassified test images; predicted-class maps all zero: 0 "
                      r"\(should be 0\); true-class maps all zero: \d+ of 10", rows["3.4"][2])
@@ -351,7 +369,12 @@ def test_second_run_finds_data_and_weights_on_drive(run, cifar_archive):
                      colab_archive=cifar_archive, DRIVE_FOLDER=str(drive), REUSE_WEIGHTS=True, EPOCHS=1,
                      TIMING_SECONDS=0.01)
     assert [entry["call"] for entry in colab_log(work)] == ["drive.mount", "download", "drive.mount"]  # no download
-    assert "trained by an earlier run" in cell_text(cell_running(second, "if REUSE_WEIGHTS and WEIGHTS_PATH.exists()"))
+    training = cell_running(second, "reusable_history(WEIGHTS_PATH")
+    assert "weights loaded from" in cell_text(training) and "trained by an earlier run" in cell_text(training)
+    assert "the saved weights were trained on CPU (" in cell_text(training)  # the kernels never see a GPU
+    assert "with EPOCHS = 4, BATCH_SIZE = 64, LEARNING_RATE = 0.05, SEED = 0, TRAIN_SUBSET = 0, VAL_SIZE = 200" in \
+        cell_text(training)
+    assert cell_text(training, "stderr").startswith("Warning: REUSE_WEIGHTS: the form's EPOCHS = 1 differ from them")
     accuracy_line = [cell_text(cell_running(nb, "test_logits_plain = predict_logits(")).splitlines()[-1]
                      for nb in (first, second)]
     assert accuracy_line[0].startswith("test accuracy:")
@@ -371,7 +394,7 @@ def test_failed_mount_warns_and_goes_on_with_the_local_disk(cifar_archive, tmp_p
     warning = cell_text(cell, "stderr")
     local = (tmp_path / "outputs").resolve()
     assert "Google Drive could not be mounted (ValueError: mount failed)" in warning
-    assert f"will live in {local}, on this runtime's local disk, and be lost when the runtime resets" in warning
+    assert f"will live in {local}, on this runtime's local disk, and be lost when it resets" in warning
     assert f"dataset folder: {local / 'data'}" in cell_text(cell)
     assert (local / "data" / "cifar-10-batches-py" / "test_batch").exists() and not drive.exists()
 
@@ -383,3 +406,29 @@ def test_explorer_draws_its_default_image(run):
     assert re.fullmatch(r"test image 0: true class \w+; predicted \w+ \(\d+%\); the network from the own layers "
                         r"predicts the same; next misclassified test image: \d+", line), line
     assert cell_images(cell) == 1
+
+
+def test_the_cuda_graph_section_skips_on_the_cpu_and_shows_wall_times(run):
+    """Part B's launch-overhead section on a CPU: the wall times of a training step and of both forward passes,
+    no launch counts, and a line for each graph part saying why it is skipped; the notebook goes on."""
+    notebook = run[0]
+    profile = cell_text(cell_running(notebook, "print_profile(profile, device)"))
+    assert re.search(r"^training step, batch 64\s+[0-9.]+$", profile, re.MULTILINE), profile
+    assert re.search(r"^forward, own \(Eq. 4\), batch 20\s+[0-9.]+$", profile, re.MULTILINE)
+    assert "launches" not in profile.splitlines()[1] and "no kernel launches to count or to save" in profile
+    for what in ("the own network as a CUDA graph", "training with the step as a CUDA graph"):
+        assert f"{what}: needs CUDA, and this run is on the CPU" in "".join(
+            cell_text(c) for c in notebook.cells if c.cell_type == "code")
+    assert cell_text(cell_running(notebook, "print(results_table(results))"))  # the cells after it ran
+
+
+def test_a_diverging_learning_rate_stops_the_run_and_saves_nothing(tiny_cifar, tmp_path):
+    """LEARNING_RATE 100 blows the loss up in the first epochs: the training cell stops with an error that names
+    the rate, the epoch and the default, before any weights are saved where a later run would reuse them."""
+    head = head_of_notebook(tmp_path, "history = fit(model, (train_x, train_y)")
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        execute(tmp_path, "diverged.ipynb", notebook=head, DATA_DIR=str(tiny_cifar), LEARNING_RATE=100.0, EPOCHS=3)
+    assert err.value.ename == "TrainingDiverged"
+    assert re.search(r"the mean training loss of epoch \d is \S+, above 4.61 .* LEARNING_RATE = 100 is too large: "
+                     r"lower it \(the default is 0.1\)", err.value.evalue), err.value.evalue
+    assert not list((tmp_path / "outputs").glob("convnet_cifar10*"))

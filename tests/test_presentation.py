@@ -10,15 +10,17 @@ from notebook_code import NOTEBOOK
 
 POINTS = {"1.0": None, "1.1": "0.1", "1.2": "0.4", "2.1": "0.3", "3.1": "0.4", "3.2": "0.2", "3.3": "0.3", "3.4": "0.3"}
 # The code a TA grades, in Part A, and the code Part B teaches: it must stay visible, never in a collapsed cell.
-ANSWERS = ("WORK_DIR = mount_drive(", "torchvision.datasets.CIFAR10(root, train=True, download=download)",
+ANSWERS = ("def mount_drive(", "drive.mount(mount_point)", "WORK_DIR = mount_drive(",
+           "torchvision.datasets.CIFAR10(root, train=True, download=download)",
            "torchvision.datasets.CIFAR10(root, train=False, download=download)", "load_cifar10(DATA_DIR)",
            "def dataset_tensors(", "def split_train_val(", "class ConvNet(", "def evaluate(", "def train_one_epoch(",
-           "def fit(", "history = fit(", "class myLinear(",
+           "def fit(", "history = fit(", "PADDING = 2", "class myLinear(",
            "def difference_before_and_after_copy(", "class myConv2d(", "load_state_dict(trained_weights)",
            "accuracy(logits[:20], test_y[:20])", "def forward_times_ms(", "def capture_feature_maps(",
-           "def minmax_per_channel(", "plot_feature_maps(fmap_images", "def gradcam_captum(",
+           "def minmax_per_channel(", "plot_feature_maps(fmap_images", "def pick_correct_and_wrong(", "def gradcam_captum(",
            "LayerAttribution.interpolate(cams, size", "plot_gradcam(test_x", "print_checklist(results, f\"SEED")
-PART_B_ANSWERS = ("def tta_logits(", "def compare_layers(", "class myConv2dFast(", "def gradcam_from_scratch(")
+PART_B_ANSWERS = ("def tta_logits(", "def compare_layers(", "class myConv2dFast(", "def gradcam_from_scratch(",
+                  "class GraphReadyTraining", "def fit_graphed(", "def graphed_forward(")
 MAX_CODE_LINES, MAX_WORDS, PART_A_WORDS, PART_A_CODE_LINES = 40, 2300, 1200, 320
 CIFAR10_TEST_IMAGES = 10_000  # the official test split, which the explorer's slider spans
 # A number with a unit of measurement, a percentage or a speed-up: a measured result, which the text must not type.
@@ -91,23 +93,33 @@ def test_each_task_opens_with_its_points_and_what_it_asks(cells):
         assert opening.startswith("**The task asks:**") and "**Answer:**" in opening, task
     order = [next(i for i, t in enumerate(texts) if t.startswith(f"## {task} ")) for task in POINTS]
     assert order == sorted(order), "the tasks in the assignment's order"
-    assert any(t.startswith("## Checklist · 2.0 points") for t in texts)  # 0.5 + 0.3 + 1.2 points in all
+    assert any(t.startswith("## Checklist · 2.0 points in all") for t in texts)  # 0.5 + 0.3 + 1.2 points
+
+
+def contents_table(cell):
+    """The contents table, a row of links over a row of points: [(link text, cell id, points)]."""
+    rows = [line.strip("|").split("|") for line in cell.source.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2, rows
+    links = [re.fullmatch(r"\s*\[([^]]+)\]\(#scrollTo=([\w-]+)\)\s*", cell_text) for cell_text in rows[0]]
+    assert all(links), rows[0]
+    return [(link.group(1), link.group(2), points.strip()) for link, points in zip(links, rows[1], strict=True)]
 
 
 def test_contents_links_point_at_the_cells_they_name(cells):
     """Colab follows only #scrollTo=<cell id> links (googlecolab/colabtools#3983), so the contents table links each
-    task's heading cell by its id, kept both where nbformat and where Colab store it."""
-    contents = cells[0].source
-    links = dict(re.findall(r"\| \[([^]]+)\]\(#scrollTo=([\w-]+)\) \|", contents))
+    task's heading cell by its id, kept both where nbformat and where Colab store it; under each link, the task's
+    points, and for the checklist the total, not a task's."""
+    contents = contents_table(cells[0])
     by_id = {c.id: c for c in cells}
     assert all(c.metadata.get("id") == c.id for c in cells)
-    for task, points in POINTS.items():
-        target = next(cell_id for text, cell_id in links.items() if text.startswith(f"{task} "))
-        assert by_id[target].source.startswith(f"## {task} "), task
-        assert re.search(rf"\(#scrollTo={target}\) \| {re.escape(points or '–')} \|", contents), task
-    assert by_id[links["Checklist"]].source.startswith("## Checklist")
-    assert by_id[links["**Part B: beyond the assignment**"]].source.startswith("# Part B: beyond the assignment")
-    assert len(links) == len(POINTS) + 2 and "Colab" in contents and "table of contents" in contents
+    tasks = contents[:len(POINTS)]
+    for (task, points), (text, target, shown) in zip(POINTS.items(), tasks, strict=True):
+        assert text.startswith(f"{task} ") and by_id[target].source.startswith(f"## {task} "), task
+        assert shown == (points or "–"), task
+    (checklist, checklist_id, total), (part_b, part_b_id, _) = contents[len(POINTS):]
+    assert checklist == "Checklist" and by_id[checklist_id].source.startswith("## Checklist") and total == "2.0 in all"
+    assert part_b == "Part B" and by_id[part_b_id].source.startswith("# Part B: beyond the assignment")
+    assert "Colab" in cells[0].source and "table of contents" in cells[0].source
 
 
 def test_part_a_is_the_assignment_alone_and_part_b_names_the_task_each_extra_extends(cells):
