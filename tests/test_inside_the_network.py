@@ -186,59 +186,50 @@ def test_filters_are_drawn_as_colour_patches(nb):
     assert fig._suptitle.get_text() == "conv1"
 
 
-def test_central_share_and_peak_cells(nb):
+def test_central_share_and_peaks_agree(nb):
     maps = torch.zeros(3, 32, 32)
     maps[0] = 1.0  # spread evenly: the centre holds its area's share
     maps[1, 10:20, 12:18] = 3.0  # all inside the central 16 x 16
     shares = nb.central_share(maps)
     assert shares[0] == pytest.approx(0.25) and shares[1] == 1.0 and shares[2].isnan()  # a zero map has no share
-    cams = torch.zeros(2, 1, 10, 10)
-    cams[0, 0, 3, 7], cams[1, 0, 9, 0] = 1.0, 2.0
-    assert nb.peak_cells(cams).tolist() == [[3, 7], [9, 0]]
+    cams, others = torch.zeros(3, 1, 10, 10), torch.zeros(3, 1, 10, 10)
+    cams[0, 0, 3, 7], others[0, 0, 4, 8] = 1.0, 1.0  # neighbours
+    cams[1, 0, 9, 0], others[1, 0, 7, 0] = 2.0, 1.0  # two cells apart
+    cams[2, 0, 5, 5] = 1.0  # the other map is zero: no peak to compare
+    assert nb.peaks_agree(cams, others) == (1, 2)
 
 
 def test_gradcam_findings_are_computed_from_the_maps(nb, model_and_images):
-    """The central shares printed for the drawn and for all test images, and the peaks of the two maps of each
-    misclassified image, as central_share and peak_cells give them."""
+    """The central shares printed for the drawn and for all test images, and where the two maps of each
+    misclassified image peak, as central_share and peaks_agree give them."""
     model, images = model_and_images
     normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
     preds = nb.predict_logits(model, images, normalize).argmax(1)
     labels = preds.clone()
     labels[10:] = (preds[10:] + 1) % 10  # the first 10 predictions right, the last 10 wrong
-    hits = (preds == labels).nonzero().flatten()[:2].tolist()
-    misses = (preds != labels).nonzero().flatten()[:3].tolist()
-    idx = torch.tensor(hits + misses)
+    idx = torch.tensor([0, 1, 12, 13, 14])  # 2 correct, 3 misclassified drawn
     x = normalize(images[idx])
     pred_cams = nb.gradcam_captum(model, model.conv2, x, preds[idx])
     true_cams = nb.gradcam_captum(model, model.conv2, x, labels[idx])
-    pred_maps = nb.resize_to_image(pred_cams)[:, 0]
-    text = nb.describe_gradcam(model, normalize, (images, labels, preds), pred_maps, len(hits), pred_cams, true_cams)
+    text = nb.describe_gradcam(model, normalize, (images, labels, preds), pred_cams, true_cams, 2)
     lines = text.splitlines()
-    assert lines[0] == ("share of a map's heat in the central 16x16 pixels (25% of the image, so 25% if spread "
-                        "evenly):")
-    drawn = nb.central_share(pred_maps)
-    every = nb.central_share(nb.resize_to_image(nb.gradcam_captum(model, model.conv2, normalize(images), preds))[:, 0])
-    right, wrong = every[preds == labels], every[preds != labels]
-    assert lines[1] == (f"  drawn: {drawn[:len(hits)].nanmean():.0%} for the correct, {drawn[len(hits):].nanmean():.0%} "
-                        f"for the misclassified; all 20 test images: {right.nanmean():.0%} for the {len(right)} "
-                        f"correct, {wrong.nanmean():.0%} for the {len(wrong)} misclassified")
-    has_peak = true_cams[len(hits):].flatten(1).amax(1) > 0
-    near = (nb.peak_cells(pred_cams[len(hits):]) - nb.peak_cells(true_cams[len(hits):])).abs().amax(1) <= 1
-    assert f"neighbouring conv2 cell in {int((near & has_peak).sum())} of {int(has_peak.sum())} (the true-class map " \
-           f"is zero everywhere in {int((~has_peak).sum())})" in lines[2]
-    verdict = "higher" if right.nanmean() > wrong.nanmean() else "not higher"
-    assert f"the central share is {verdict} when the network is right" in text
-
-
-def test_results_table_formats_every_figure(nb):
-    results = {"1.2 test accuracy": 0.7512, "1.2 seconds of training": 61.234, "1.2 epochs": 30,
-               "1.2 training loss, last epoch": 0.61234, "3.3 every channel scaled to [0, 1]": True,
-               "3.4 images: correctly, wrongly classified": (10, 9),
-               "3.2 time ratio own/default (means), own, im2col, batch 20": 2.345,
-               "3.4 Grad-CAM max |from scratch - captum|": 3e-8, "1.0 Google Drive": "mounted"}
-    lines = nb.results_table(results).splitlines()
-    assert [line.split("  ")[-1].strip() for line in lines] == ["75.12%", "61.2 s", "30", "0.612", "yes", "10, 9", "2.3x",
-                                                                    "3.00e-08", "mounted"]
+    assert lines[0] == "share of a map's heat in the central 6x6 of conv2's 10x10 cells (36% of the cells: 36% if " \
+                       "spread evenly):"
+    drawn = nb.central_share(pred_cams[:, 0])
+    every_cams = nb.gradcam_captum(model, model.conv2, normalize(images), preds)
+    every = nb.central_share(every_cams[:, 0])
+    assert lines[1] == (f"  drawn: {drawn[:2].nanmean():.0%} for the correct, {drawn[2:].nanmean():.0%} for the "
+                        f"misclassified; all 20 test images: {every[:10].nanmean():.0%} for the 10 correct, "
+                        f"{every[10:].nanmean():.0%} for the 10 misclassified")
+    drawn_agree = nb.peaks_agree(pred_cams[2:], true_cams[2:])
+    all_agree = nb.peaks_agree(every_cams[10:], nb.gradcam_captum(model, model.conv2, normalize(images[10:]),
+                                                                  labels[10:]))
+    assert lines[2].endswith(f"drawn {drawn_agree[0]} of {drawn_agree[1]}, all test images {all_agree[0]} of "
+                             f"{all_agree[1]} (of those whose true-class map is not zero)")
+    place = "more than" if every[:10].nanmean() > 0.41 else "less than" if every[:10].nanmean() < 0.31 else "about"
+    assert f"the heat of correct predictions sits in the centre {place}" in text
+    regions = "one region" if all_agree[0] > all_agree[1] / 2 else "different regions"
+    assert text.endswith(f"{regions} argue for the predicted and for the true class.")
 
 
 @pytest.mark.parametrize("pattern, angle", [
