@@ -133,7 +133,7 @@ def test_gradcam_is_drawn_by_captum_each_map_on_its_own_scale(nb, model_and_imag
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert "predicted\npeak 2" in titles and "true\npeak 0.5" in titles and "true\nzero everywhere" in titles
     colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "captum's scale: 1 = hottest 2 % of heat"
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "captum's scale:\n1 = hottest 2 % of heat"
     assert nb.plot_gradcam(images[:0], [], "nothing", ncols=3) is None
 
 
@@ -142,7 +142,10 @@ def test_gradcam_rows_show_the_true_class_only_for_wrong_predictions(nb):
     rows = nb.gradcam_rows(maps, maps * 2, torch.tensor([3, 5, 0]), torch.tensor([3, 1, 0]),
                            torch.tensor([0.9, 0.55, 0.3]), CLASSES)
     assert rows[0][0] == "cat 90%" and [t for _, t in rows[0][1]] == [""]  # the class is the image's title
-    assert rows[1][0] == "true dog\npred. automobile\n(55%)"
+    assert rows[1][0] == "true dog\npred. automobile 55%" and [t for _, t in rows[1][1]] == [""]
+    rows = nb.gradcam_rows(maps, maps * 2, torch.tensor([3, 5, 0]), torch.tensor([3, 1, 0]),
+                           torch.tensor([0.9, 0.55, 0.3]), CLASSES, with_true_class=True)
+    assert rows[0][0] == "cat 90%" and rows[1][0] == "true dog\npred. automobile\n(55%)"
     assert [t for _, t in rows[1][1]] == ["for automobile", "for dog"] and torch.equal(rows[1][1][1][0], maps[1] * 2)
 
 
@@ -162,18 +165,20 @@ def overlapping_titles(fig):
     return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
 
 
-@pytest.mark.parametrize("count, ncols, maps_per_image", [(10, 5, 1), (10, 4, 2)])
+@pytest.mark.parametrize("count, ncols, maps_per_image", [(20, 5, 1), (10, 4, 2)])
 def test_gradcam_figures_fit_a_laptop_screen_and_no_titles_collide(nb, model_and_images, count, ncols,
                                                                    maps_per_image):
-    """At most 1,400 x 1,000 pixels at matplotlib's 100 dpi, wider than high: two rows of five correct images, three
-    rows of four misclassified ones; with the longest class names, no title runs into its neighbour's."""
+    """At most 1,400 x 1,000 pixels at matplotlib's 100 dpi: Task 3.4's four rows of five images, Part B's three rows
+    of four misclassified ones with both maps; with the longest class names, no title runs into its neighbour's."""
     _, images = model_and_images
     maps = torch.rand(count, 32, 32) * 0.0123
-    rows = [("automobile 100%", [(m, "")]) if maps_per_image == 1 else
-            ("true automobile\npred. automobile\n(100%)", [(m, "for automobile")] * maps_per_image) for m in maps]
+    rows = [(("automobile 100%" if i % 2 else "true automobile\npred. automobile 100%"), [(m, "")])
+            if maps_per_image == 1 else
+            ("true automobile\npred. automobile\n(100%)", [(m, "for automobile")] * maps_per_image)
+            for i, m in enumerate(maps)]  # Task 3.4's rows (correct and wrong), and Part B's
     fig = nb.plot_gradcam(images[:count], rows, "size", ncols=ncols)
     width, height = fig.get_size_inches() * 100
-    assert width <= 1400 and height <= 1000 and width > height
+    assert width <= 1400 and height <= 1000
     assert not overlapping_titles(fig)
 
 
@@ -224,12 +229,12 @@ def test_gradcam_findings_are_computed_from_the_maps(nb, model_and_images):
     drawn_agree = nb.peaks_agree(pred_cams[2:], true_cams[2:])
     all_agree = nb.peaks_agree(every_cams[10:], nb.gradcam_captum(model, model.conv2, normalize(images[10:]),
                                                                   labels[10:]))
-    assert lines[2].endswith(f"drawn {drawn_agree[0]} of {drawn_agree[1]}, all test images {all_agree[0]} of "
-                             f"{all_agree[1]} (of those whose true-class map is not zero)")
+    assert lines[2].endswith(f"drawn {drawn_agree[0]} of {drawn_agree[1]}, all {all_agree[0]} of {all_agree[1]} "
+                             "(true-class map not zero)")
     place = "more than" if every[:10].nanmean() > 0.41 else "less than" if every[:10].nanmean() < 0.31 else "about"
-    assert f"the heat of correct predictions sits in the centre {place}" in text
+    assert f"correct predictions' heat sits in the centre {place}" in text
     regions = "one region" if all_agree[0] > all_agree[1] / 2 else "different regions"
-    assert text.endswith(f"{regions} argue for the predicted and for the true class.")
+    assert text.endswith(f"{regions} argue for the two classes.")
 
 
 @pytest.mark.parametrize("pattern, angle", [
@@ -266,7 +271,6 @@ def test_feature_map_findings_are_computed_from_the_weights_and_the_maps(nb, mod
         assert lines[1 + c].endswith(f"colour R {red:+.2f} G {green:+.2f} B {blue:+.2f}")
     zeros = [(many[name] == 0).float().mean().item() for name in ("conv1 + ReLU", "conv2 + ReLU")]
     drawn = [(raw[name] == 0).float().mean().item() for name in ("conv1 + ReLU", "conv2 + ReLU")]
-    assert lines[6] == (f"zero after the ReLU (drawn dark): conv1 {zeros[0]:.0%} of the values over 20 test images "
-                        f"({drawn[0]:.0%} in the 3 images drawn), conv2 {zeros[1]:.0%} of the values over 20 test "
-                        f"images ({drawn[1]:.0%} in the 3 images drawn)")
-    assert "it cannot say that the channel finds" in text
+    assert lines[6] == (f"zero after the ReLU (drawn dark), over 20 test images (the 3 images drawn): conv1 "
+                        f"{zeros[0]:.0%} ({drawn[0]:.0%}), conv2 {zeros[1]:.0%} ({drawn[1]:.0%})")
+    assert "not that the channel finds an object" in text

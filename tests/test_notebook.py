@@ -173,7 +173,7 @@ def test_training_learns_and_is_reported(run):
     assert f"validation accuracy is above training accuracy in {above} of 4 epochs" in text
     drops = [a - b for a, b in zip(history["val_acc"], history["val_acc"][1:])]
     if max(drops) > 0:
-        assert f"the largest epoch-to-epoch drop of validation accuracy: {100 * max(drops):.2f} points, into epoch " \
+        assert f"the largest drop of validation accuracy: {100 * max(drops):.2f} points into epoch " \
                f"{drops.index(max(drops)) + 2}," in text
     else:
         assert "validation accuracy never drops from one epoch to the next" in text
@@ -262,10 +262,8 @@ def test_own_networks_agree_and_are_timed(run):
                          r"time at batch 20$", text, re.MULTILINE)
         assert line and float(line.group(1)) == pytest.approx(means[("256", name)] / means[("20", name)], abs=0.02)
     assert ("own network pays mostly per call" in text) != ("own network's time grows with the data" in text)
-    assert "conv1: 25 matrix products, one per kernel offset, each (20 x 28 x 28 = 15,680 output pixels, 3 input " \
-           "channels) @ (3, 8) weights; nn.Conv2d: one call" in text
-    assert "conv2: 25 matrix products, one per kernel offset, each (20 x 10 x 10 = 2,000 output pixels, 8 input " \
-           "channels) @ (8, 16) weights; nn.Conv2d: one call" in text
+    assert "the Eq. 4 loop for 20 images, a matrix product per kernel offset: conv1 25 of (15,680 pixels x 3 " \
+           "channels) @ (3, 8), conv2 25 of (2,000 pixels x 8 channels) @ (8, 16); nn.Conv2d: one call each" in text
     text = cell_text(cell_running(notebook, "print_timing_table(all_timings, device)"))
     assert number_after(text, "the im2col network predicts the default's class on") >= 99.0
     assert len(timing_rows(text)) == 6, text
@@ -274,24 +272,22 @@ def test_own_networks_agree_and_are_timed(run):
 def test_feature_maps_and_gradcam_are_drawn(run):
     notebook = run[0]
     cell = cell_running(notebook, "plot_feature_maps(fmap_images")
-    assert cell_images(cell) == 1 and cell_text(cell).count("values in [0.0, 1.0]") == 4
-    assert "conv1 + ReLU: shape (3, 8, 28, 28)" in cell_text(cell)
+    assert cell_images(cell) == 1
     assert cell_images(cell_running(notebook, "plot_filters(model.conv1.weight")) == 1
-    assert "conv2's Grad-CAM maps (20, 1, 10, 10), resized to (20, 32, 32)" in cell_text(
-        cell_running(notebook, "pick_correct_and_wrong("))
-    assert cell_images(cell_running(notebook, "plot_gradcam(test_x")) == 2
+    assert cell_images(cell_running(notebook, "rows = gradcam_rows(pred_maps, true_maps")) == 1
+    assert cell_images(cell_running(notebook, "wrong_rows = gradcam_rows(")) == 1  # Part B: both maps
     text = cell_text(cell_running(notebook, "plot_stretch_and_aligned("))
     assert "centred on input pixel 6.5 + 2*q: the centres span pixels 6.5 to 24.5" in text
     assert number_after(text, "stretching moves them by up to") == 5.4  # (q + 0.5) 3.2 - 0.5 against 6.5 + 2 q
     findings = cell_text(cell_running(notebook, "print(describe_gradcam("))
     assert re.search(r"drawn: \d+% for the correct, \d+% for the misclassified; all 300 test images: \d+% for the "
                      r"\d+ correct, \d+% for the \d+ misclassified", findings), findings
-    assert re.search(r"peak in the same or neighbouring cells: drawn \d+ of \d+, all test images \d+ of \d+", findings)
+    assert re.search(r"peak in the same or neighbouring cells: drawn \d+ of \d+, all \d+ of \d+", findings)
     findings = cell_text(cell_running(notebook, "print(describe_feature_maps("))
     assert len(re.findall(r"^  channel \d: (edges at \d+°|no clear orientation) \(strength [0-9.]+\)", findings,
                           re.MULTILINE)) == 5
-    assert re.search(r"zero after the ReLU \(drawn dark\): conv1 \d+% of the values over 300 test images \(\d+% in "
-                     r"the 3 images drawn\), conv2 \d+%", findings), findings
+    assert re.search(r"zero after the ReLU \(drawn dark\), over 300 test images \(the 3 images drawn\): conv1 \d+% "
+                     r"\(\d+%\), conv2 \d+% \(\d+%\)", findings), findings
     text = cell_text(cell_running(notebook, "ours = gradcam_from_scratch("))
     assert number_after(text, "max |from scratch - captum| =") < 1e-5
 
@@ -313,11 +309,11 @@ def test_summary_is_a_checklist_in_the_assignments_order(run):
     assert "800 / 200 / 300 images" in rows["1.0"][2] and "64,058 parameters" in rows["1.1"][2]
     linear = re.search(r"before copying ([0-9.e+-]+), after ([0-9.e+-]+) \(should be < 1e-6\)", rows["2.1"][2])
     assert float(linear.group(1)) > 1e-2 and float(linear.group(2)) < 1e-6
-    assert re.search(r"default (\d+)%, own \1%; time own / default [0-9.]+x \(batch 20\), [0-9.]+x \(256\); logits "
-                     r"differ by [0-9.e+-]+ \(should be < 1e-4\)", rows["3.2"][2])
+    assert re.search(r"default (\d+)%, own \1%; time own / default [0-9.]+x \(20 images\), [0-9.]+x \(256\); logits "
+                     r"differ by [0-9.e+-]+$", rows["3.2"][2])
     assert re.search(r"each channel scaled to \[0, 1\]: yes \(\d+ all zero, drawn dark\)", rows["3.3"][2])
-    assert re.search(r"Grad-CAM of 10 correct and 10 misclassified test images; predicted-class maps all zero: 0 "
-                     r"\(should be 0\); true-class maps all zero: \d+ of 10", rows["3.4"][2])
+    assert re.search(r"Grad-CAM of 10 correct and 10 misclassified test images; maps all zero: 0 of the predicted "
+                     r"class \(should be 0\), \d+ of the true class", rows["3.4"][2])
     assert text.splitlines()[0].startswith("SEED = 0; weights trained in this run")
     for key in ("1.2 test accuracy with test-time augmentation", "3.1 myConv2dFast mean |diff| after copy",
                 "3.2 time ratio own/default (means), own, im2col, batch 256 (Part B)",
@@ -329,7 +325,7 @@ def test_every_figure_fits_a_laptop_screen(run):
     """Each figure as the notebook draws it (the PNG in the executed notebook) is at most 1,400 x 1,000 pixels."""
     sizes = [struct.unpack(">II", base64.b64decode(out.data["image/png"])[16:24]) for cell in run[0].cells
              for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
-    assert len(sizes) == 9  # images, curves, feature maps, 2 Grad-CAM grids; explorer, confusion, filters, stretch
+    assert len(sizes) == 9  # images, curves, feature maps, Grad-CAM; explorer, confusion, filters, stretch, true class
     too_large = [(w, h) for w, h in sizes if w > 1400 or h > 1000]
     assert not too_large, too_large
 
@@ -394,7 +390,7 @@ def test_failed_mount_warns_and_goes_on_with_the_local_disk(cifar_archive, tmp_p
     warning = cell_text(cell, "stderr")
     local = (tmp_path / "outputs").resolve()
     assert "Google Drive could not be mounted (ValueError: mount failed)" in warning
-    assert f"will live in {local}, on this runtime's local disk, and be lost when it resets" in warning
+    assert f"data and weights go to {local}, on this runtime's disk, lost when it resets" in warning
     assert f"dataset folder: {local / 'data'}" in cell_text(cell)
     assert (local / "data" / "cifar-10-batches-py" / "test_batch").exists() and not drive.exists()
 

@@ -13,7 +13,7 @@ POINTS = {"1.0": None, "1.1": "0.1", "1.2": "0.4", "2.1": "0.3", "3.1": "0.4", "
 ANSWERS = ("def mount_drive(", "drive.mount(mount_point)", "WORK_DIR = mount_drive(",
            "torchvision.datasets.CIFAR10(root, train=True, download=download)",
            "torchvision.datasets.CIFAR10(root, train=False, download=download)", "load_cifar10(DATA_DIR)",
-           "def dataset_tensors(", "def split_train_val(", "class ConvNet(", "def evaluate(", "def train_one_epoch(",
+           "split_train_val(all_train_x, all_train_y, VAL_SIZE", "class ConvNet(", "def evaluate(", "def train_one_epoch(",
            "def fit(", "history = fit(", "PADDING = 2", "class myLinear(",
            "def difference_before_and_after_copy(", "class myConv2d(", "load_state_dict(trained_weights)",
            "accuracy(logits[:20], test_y[:20])", "def forward_times_ms(", "def capture_feature_maps(",
