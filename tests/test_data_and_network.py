@@ -336,20 +336,20 @@ def test_describe_curves_reads_the_history(nb):
                "val_loss": [2.0, 1.5, 1.6, 1.1, 1.2]}
     text = nb.describe_curves(history)
     assert "training accuracy 80.00% (augmented images), validation 78.00%, a gap of +2.00 points" in text
-    assert "validation accuracy is above training accuracy in 3 of 5 epochs (the last: 4): training accuracy is " \
-           "taken on augmented images, during the epoch" in text
-    assert "the largest drop of validation accuracy: 5.00 points into epoch 3, at learning rate 0.08, past its peak " \
-           "0.1 (epoch 2); 0.001 by epoch 5" in text
+    assert "validation accuracy beats training accuracy in 3 of 5 epochs (last in epoch 4): training accuracy is " \
+           "measured on augmented images as weights change" in text
+    assert "validation accuracy fell most in epoch 3, by 5.00 points, at learning rate 0.08 (after its peak 0.1 in " \
+           "epoch 2; it ends at 0.001)" in text
     assert text.endswith("validation loss is lowest in epoch 4 of 5, then rises by 0.100 while training loss falls: "
                          "over-fitting")
     rising = nb.describe_curves({**history, "val_acc": [0.2, 0.3, 0.4, 0.5, 0.6], "val_loss": [2.0, 1.5, 1.4, 1.3, 1.2]})
-    assert "above training accuracy in 0 of 5 epochs\n" in rising and "never drops" in rising
+    assert "beats training accuracy in 0 of 5 epochs\n" in rising and "never drops" in rising
     assert rising.endswith("validation loss is lowest in epoch 5 of 5: no sign of over-fitting")
     early = nb.describe_curves({**history, "val_acc": [0.5, 0.45, 0.6, 0.7, 0.75]})
-    assert "into epoch 2, at learning rate 0.1, past its peak 0.1 (epoch 2)" in early
+    assert "fell most in epoch 2, by 5.00 points, at learning rate 0.1 (after its peak 0.1 in epoch 2" in early
     rising_rate = nb.describe_curves({**history, "val_acc": [0.5, 0.45, 0.6, 0.7, 0.75], "lr": [0.01, 0.05, 0.1, 0.04,
                                                                                            0.001]})
-    assert "at learning rate 0.05, still rising to its peak 0.1 (epoch 3)" in rising_rate
+    assert "at learning rate 0.05 (before its peak 0.1 in epoch 3" in rising_rate
 
 
 def test_no_gpu_warning_says_what_happens_and_prints_no_source_line(nb, capsys):

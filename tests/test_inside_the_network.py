@@ -133,7 +133,8 @@ def test_gradcam_is_drawn_by_captum_each_map_on_its_own_scale(nb, model_and_imag
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert "predicted\npeak 2" in titles and "true\npeak 0.5" in titles and "true\nzero everywhere" in titles
     colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "captum's scale:\n1 = hottest 2 % of heat"
+    assert len(colorbars) == 1
+    assert colorbars[0].get_ylabel() == "each map on captum's scale:\nits hottest 2 % of heat at 1"
     assert nb.plot_gradcam(images[:0], [], "nothing", ncols=3) is None
 
 
@@ -141,11 +142,11 @@ def test_gradcam_rows_show_the_true_class_only_for_wrong_predictions(nb):
     maps = torch.rand(3, 32, 32)
     rows = nb.gradcam_rows(maps, maps * 2, torch.tensor([3, 5, 0]), torch.tensor([3, 1, 0]),
                            torch.tensor([0.9, 0.55, 0.3]), CLASSES)
-    assert rows[0][0] == "cat 90%" and [t for _, t in rows[0][1]] == [""]  # the class is the image's title
+    assert rows[0][0] == "pred. cat 90%" and [t for _, t in rows[0][1]] == [""]  # the class is the image's title
     assert rows[1][0] == "true dog\npred. automobile 55%" and [t for _, t in rows[1][1]] == [""]
     rows = nb.gradcam_rows(maps, maps * 2, torch.tensor([3, 5, 0]), torch.tensor([3, 1, 0]),
                            torch.tensor([0.9, 0.55, 0.3]), CLASSES, with_true_class=True)
-    assert rows[0][0] == "cat 90%" and rows[1][0] == "true dog\npred. automobile\n(55%)"
+    assert rows[0][0] == "pred. cat 90%" and rows[1][0] == "true dog\npred. automobile\n(55%)"
     assert [t for _, t in rows[1][1]] == ["for automobile", "for dog"] and torch.equal(rows[1][1][1][0], maps[1] * 2)
 
 
@@ -172,7 +173,7 @@ def test_gradcam_figures_fit_a_laptop_screen_and_no_titles_collide(nb, model_and
     of four misclassified ones with both maps; with the longest class names, no title runs into its neighbour's."""
     _, images = model_and_images
     maps = torch.rand(count, 32, 32) * 0.0123
-    rows = [(("automobile 100%" if i % 2 else "true automobile\npred. automobile 100%"), [(m, "")])
+    rows = [(("pred. automobile 100%" if i % 2 else "true automobile\npred. automobile 100%"), [(m, "")])
             if maps_per_image == 1 else
             ("true automobile\npred. automobile\n(100%)", [(m, "for automobile")] * maps_per_image)
             for i, m in enumerate(maps)]  # Task 3.4's rows (correct and wrong), and Part B's
@@ -266,11 +267,12 @@ def test_feature_map_findings_are_computed_from_the_weights_and_the_maps(nb, mod
     for c in range(5):
         angle, strength = nb.filter_orientation(model.conv1.weight[c])
         red, green, blue = model.conv1.weight[c].detach().sum((1, 2)).tolist()
-        shape = f"edges at {angle:.0f}°" if strength >= nb.ORIENTED else "no clear orientation"
-        assert lines[1 + c].startswith(f"  channel {c}: {shape} (strength {strength:.2f})")
+        shape = (f"edges at {angle:.0f}° (orientation strength" if strength >= nb.ORIENTED else
+                 "no clear orientation (strength")
+        assert lines[1 + c].startswith(f"  channel {c}: {shape} {strength:.2f} of 1)")
         assert lines[1 + c].endswith(f"colour R {red:+.2f} G {green:+.2f} B {blue:+.2f}")
     zeros = [(many[name] == 0).float().mean().item() for name in ("conv1 + ReLU", "conv2 + ReLU")]
     drawn = [(raw[name] == 0).float().mean().item() for name in ("conv1 + ReLU", "conv2 + ReLU")]
-    assert lines[6] == (f"zero after the ReLU (drawn dark), over 20 test images (the 3 images drawn): conv1 "
-                        f"{zeros[0]:.0%} ({drawn[0]:.0%}), conv2 {zeros[1]:.0%} ({drawn[1]:.0%})")
+    assert lines[6] == (f"share of values the ReLU sets to zero (drawn dark), over 20 test images (the 3 images drawn): "
+                        f"conv1 {zeros[0]:.0%} ({drawn[0]:.0%}), conv2 {zeros[1]:.0%} ({drawn[1]:.0%})")
     assert "not that the channel finds an object" in text

@@ -120,7 +120,7 @@ def test_plural(nb):
 def test_describe_curves_after_one_epoch_reads_right(nb):
     text = nb.describe_curves({"train_acc": [0.3], "val_acc": [0.4], "lr": [0.1], "epoch_seconds": [1.0],
                                "val_loss": [2.0]})
-    assert text.startswith("after 1 epoch (1.0 s)") and "in 1 of 1 epoch (the last: 1)" in text
+    assert text.startswith("after 1 epoch (1.0 s)") and "in 1 of 1 epoch (last in epoch 1)" in text
 
 
 def test_normalize_is_v2_normalize_with_the_statistics_kept_on_the_device(nb):
