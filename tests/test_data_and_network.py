@@ -344,7 +344,7 @@ def test_describe_curves_reads_the_history(nb):
                          "over-fitting")
     rising = nb.describe_curves({**history, "val_acc": [0.2, 0.3, 0.4, 0.5, 0.6], "val_loss": [2.0, 1.5, 1.4, 1.3, 1.2]})
     assert "beats training accuracy in 0 of 5 epochs\n" in rising and "never drops" in rising
-    assert rising.endswith("validation loss is lowest in epoch 5 of 5: no sign of over-fitting")
+    assert rising.endswith("validation loss is lowest in epoch 5 of 5: it has not turned up, the sign of over-fitting")
     early = nb.describe_curves({**history, "val_acc": [0.5, 0.45, 0.6, 0.7, 0.75]})
     assert "fell most in epoch 2, by 5.00 points, at learning rate 0.1 (after its peak 0.1 in epoch 2" in early
     rising_rate = nb.describe_curves({**history, "val_acc": [0.5, 0.45, 0.6, 0.7, 0.75], "lr": [0.01, 0.05, 0.1, 0.04,

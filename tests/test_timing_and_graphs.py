@@ -19,12 +19,15 @@ def test_a_fixed_cost_per_call_is_named_when_the_batch_costs_little(nb):
     assert share == pytest.approx(1 - 20 * (10.85 - 8.55) / 236 / 8.55)
     assert f"  own: 1.27x the time; a fixed cost per call makes {share:.0%} of its time at batch 20" in text
     assert "pays mostly per call, not per image" in text and "CUDA graph" in text
+    assert f"own / default falls from {8.55 / 0.7:.2f}x to {10.85 / 1.0:.2f}x" in text
 
 
 def test_passes_over_the_data_are_named_when_the_time_grows_with_the_batch(nb):
     text = nb.describe_batch_scaling(timings_of((0.9, 9.5), (5.3, 46.8)), "own")  # as on the 2-core CPU
     assert "  own: 8.83x the time; a fixed cost per call makes" in text
-    assert "time grows with the data" in text and "per call, not per image" not in text
+    assert "time is mostly per image" in text and "per call, not per image" not in text
+    assert f"nn.Conv2d makes one pass;\nown / default falls from {5.3 / 0.9:.2f}x to {46.8 / 9.5:.2f}x with the batch" \
+        in text
 
 
 def test_the_fixed_share_stays_in_the_unit_interval(nb):
