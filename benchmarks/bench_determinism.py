@@ -42,7 +42,7 @@ def main():
     args = parser.parse_args()
     device = NB.pick_device("auto")
     images, labels = NB.dataset_tensors(load_train_set(args.data_dir), device)
-    data = (images, labels, NB.make_normalize(*NB.channel_stats(images)))
+    data = (images, labels, NB.make_normalize(images))
     print(f"{len(labels):,} training images, batch {args.batch_size}, {args.epochs} epochs per run, on {machine()}")
     print(f"{'mode':<36} {'s / epoch (median)':>19} {'two runs identical':>19}")
     for name, deterministic in (("notebook (deterministic)", True), ("fast defaults (cudnn.benchmark)", False)):

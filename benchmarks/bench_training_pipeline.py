@@ -4,9 +4,7 @@ Both train the same ConvNet with the same optimizer, loss and batch size over th
 side by side in one run, on the machine this runs on:
 
   * notebook: all images in one uint8 tensor on the device; each batch indexed out, augmented (random crop and
-    flip) and normalized there (the notebook's `train_one_epoch`), once with the network and the batches in the
-    usual layout (NCHW) and once in channels-last (NHWC); the notebook trains in channels-last on the CPU
-    (`memory_format_for`) and in NCHW on a GPU;
+    flip) and normalized there (the notebook's `train_one_epoch`), in the usual layout (NCHW);
   * DataLoader: torchvision's CIFAR10 with transforms ToTensor and Normalize, through a torch DataLoader
     (shuffle=True), the way the PyTorch tutorial and most course solutions do it; it does no augmentation,
     so it does less work than the notebook's pipeline;
@@ -59,26 +57,25 @@ def plain_training(batches, device):
     return timed(run, device)
 
 
-def notebook_epoch(train_set, batch_size, device, memory_format):
+def notebook_epoch(train_set, batch_size, device):
     images, labels = NB.dataset_tensors(train_set, device)
-    normalize = NB.make_normalize(*NB.channel_stats(images))
+    normalize = NB.make_normalize(images)
     model, optimizer, scheduler, loss_fn = make_training(device)
-    model.to(memory_format=memory_format)
     return timed(lambda: NB.train_one_epoch(model, images, labels, normalize, loss_fn, optimizer, scheduler,
-                                            batch_size, memory_format=memory_format), device)
+                                            batch_size), device)
 
 
 def network_alone_epoch(train_set, batch_size, device):
     """The floor for any pipeline: the same steps on batches normalized once in advance, in order, with no
     shuffling, augmentation or conversion."""
     images, labels = NB.dataset_tensors(train_set, device)
-    batches = list(zip(NB.make_normalize(*NB.channel_stats(images))(images).split(batch_size), labels.split(batch_size)))
+    batches = list(zip(NB.make_normalize(images)(images).split(batch_size), labels.split(batch_size)))
     return plain_training(lambda: batches, device)
 
 
 def dataloader_epoch(train_set, batch_size, device, workers):
-    mean, std = NB.channel_stats(NB.dataset_tensors(train_set, torch.device("cpu"))[0])
-    train_set.transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    standardize = NB.make_normalize(NB.dataset_tensors(train_set, torch.device("cpu"))[0]).transforms[1]
+    train_set.transform = T.Compose([T.ToTensor(), T.Normalize(standardize.mean, standardize.std)])
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     return plain_training(lambda: loader, device)
@@ -94,11 +91,8 @@ def main():
     device = NB.pick_device("auto")
     train_set = load_train_set(args.data_dir)
     print(f"{len(train_set):,} training images, batch {args.batch_size}, on {machine()}")
-    layouts = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
-    ours = next(f"notebook, {name}" for name, layout in layouts.items()
-                if layout == NB.memory_format_for(device))
-    pipelines = {f"notebook, {name}": notebook_epoch(train_set, args.batch_size, device, layout)
-                 for name, layout in layouts.items()}
+    ours = "notebook"
+    pipelines = {ours: notebook_epoch(train_set, args.batch_size, device)}
     pipelines["network alone (floor), NCHW"] = network_alone_epoch(train_set, args.batch_size, device)
     for workers in args.workers:
         pipelines[f"DataLoader, {workers} workers"] = dataloader_epoch(

@@ -35,7 +35,7 @@ def main():
     device = NB.pick_device("auto")
     images, labels = NB.dataset_tensors(load_train_set(args.data_dir), device)
     train, (val_x, val_y) = NB.split_train_val(images, labels, 5000, 0, args.seed)
-    normalize = NB.make_normalize(*NB.channel_stats(train[0]))
+    normalize = NB.make_normalize(train[0])
     model = NB.ConvNet().to(device).eval()
     model.load_state_dict(torch.load(args.weights, map_location=device, weights_only=True))
     cache = {}

@@ -27,7 +27,7 @@ def train_and_test(train_images, test_data, n_images, seed, epochs):
     images, labels = train_images
     (train_x, train_y), (val_x, val_y) = NB.split_train_val(images, labels, 5000, 0, seed)
     train_x, train_y = torch.cat([train_x, val_x])[:n_images], torch.cat([train_y, val_y])[:n_images]
-    normalize = NB.make_normalize(*NB.channel_stats(train_x))
+    normalize = NB.make_normalize(train_x)
     NB.seed_everything(seed)
     model = NB.ConvNet().to(images.device)
     r = DEFAULT_RECIPE

@@ -74,7 +74,7 @@ def data(data_dir, seed, device):
     if key not in _DATA:
         images, labels = NB.dataset_tensors(load_train_set(data_dir), device)
         train, val = NB.split_train_val(images, labels, 5000, 0, seed)
-        _DATA[key] = train, val, NB.make_normalize(*NB.channel_stats(train[0]))
+        _DATA[key] = train, val, NB.make_normalize(train[0])
     return _DATA[key]
 
 

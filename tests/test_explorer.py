@@ -2,6 +2,7 @@
 import re
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from conftest import CLASSES
@@ -18,8 +19,8 @@ def setting(nb):
     model = nb.ConvNet().eval()
     own = nb.ConvNet(nb.myConv2d, nb.myLinear).eval()
     own.load_state_dict(model.state_dict())
-    normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
     images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    normalize = nb.make_normalize(images)
     preds = nb.predict_logits(model, images, normalize).argmax(1)
     labels = preds.clone()
     labels[[3, 7, 8, 21]] = (preds[[3, 7, 8, 21]] + 1) % 10  # these four are misclassified
@@ -94,8 +95,9 @@ def test_a_photo_is_cropped_shrunk_and_explained(nb, setting, tmp_path, name, si
     picture = torch.randint(0, 256, size, dtype=torch.uint8)
     path = tmp_path / name
     Image.fromarray(picture.permute(1, 2, 0).squeeze(-1).numpy()).save(path)
-    square, small = nb.load_photo(path)
+    square, small, notes = nb.load_photo(path)
     side = min(size[1:])
+    assert notes == []  # an 8-bit, opaque picture, large and near square: nothing to say
     assert square.shape == (3, side, side) and small.shape == (3, 32, 32) and small.dtype == torch.uint8
     if name == "wide.png":  # the centred square: 45 of 80 columns, 17.5 on either side, rounded to start at 18
         assert torch.equal(square, picture[:, :, 18:63])
@@ -106,6 +108,55 @@ def test_a_photo_is_cropped_shrunk_and_explained(nb, setting, tmp_path, name, si
     assert {"the photo, cropped", f"photo {name}, 32x32"} <= set(titles(fig))
 
 
+def saved(tmp_path, name, array, mode=None):
+    path = tmp_path / name
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def test_a_16_bit_grey_png_is_scaled_to_8_bits_not_clipped(nb, setting, tmp_path):
+    """Pillow opens a 16-bit PNG as mode I;16 or I; converted to RGB as it is, every value above 255 turns white."""
+    ramp = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    path = saved(tmp_path, "depth.png", ramp)
+    square, _, notes = nb.load_photo(path)
+    assert notes == ["16-bit values scaled to 8 bits"]
+    assert square[0, 0, 0] == 0 and square[0, -1, -1] == 255 and 120 < square[0, 32, 0] < 136  # mid-grey mid-way
+    assert torch.equal(square[0], square[1]) and torch.equal(square[1], square[2])
+    line = explore(nb, setting, 0, "predicted", str(path))[1]
+    assert line.startswith("photo depth.png: 16-bit values scaled to 8 bits; predicted ")
+
+
+def test_transparency_is_shown_on_white_and_said(nb, setting, tmp_path):
+    """An RGBA PNG whose transparent pixels hide red: what a viewer shows is the white background, not the red."""
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[10:30, 10:30] = 255, (0, 0, 255, 255)  # hidden red everywhere, an opaque blue square
+    square, _, notes = nb.load_photo(saved(tmp_path, "logo.png", rgba, "RGBA"))
+    assert notes == ["its transparent pixels shown on white"]
+    assert square[:, 0, 0].tolist() == [255, 255, 255] and square[:, 20, 20].tolist() == [0, 0, 255]
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    assert nb.load_photo(saved(tmp_path, "opaque.png", opaque, "RGBA"))[2] == []  # an alpha channel, nothing hidden
+
+
+@pytest.mark.parametrize("width, height, said", [
+    (1, 1, ["1x1 pixels, smaller than 32 on a side: enlarged"]),
+    (3000, 1, ["3000x1 pixels, smaller than 32 on a side: enlarged",
+               "3000x1 pixels, far from square: only its centred 1x1 square is shown"]),
+    (300, 100, ["300x100 pixels, far from square: only its centred 100x100 square is shown"]),
+    (60, 40, [])])
+def test_a_small_or_far_from_square_image_is_named(nb, setting, tmp_path, width, height, said):
+    path = saved(tmp_path, "odd.png", np.full((height, width, 3), 200, dtype=np.uint8))
+    square, small, notes = nb.load_photo(path)
+    assert notes == said and small.shape == (3, 32, 32) and square.shape[1:] == (min(width, height),) * 2
+    if said:
+        assert "; ".join(said) in explore(nb, setting, 0, "predicted", str(path))[1]
+
+
+def test_a_folder_is_called_a_folder(nb, setting, tmp_path):
+    with pytest.raises(ValueError, match=rf"IMAGE_FILE = '{re.escape(str(tmp_path))}' is a folder, not an image file"):
+        explore(nb, setting, 0, "predicted", str(tmp_path))
+
+
 @pytest.mark.parametrize("content, message", [(None, "no such file"), (b"", "not an image Pillow can read"),
                                               (b"notes, not a picture\n", "not an image Pillow can read")])
 def test_a_bad_image_file_stops_with_the_field_and_what_it_accepts(nb, setting, tmp_path, content, message):
@@ -113,7 +164,7 @@ def test_a_bad_image_file_stops_with_the_field_and_what_it_accepts(nb, setting, 
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ValueError, match=rf"IMAGE_FILE = '{re.escape(str(path))}'(:| is) .*{message}.*IMAGE_FILE "
-                                         r"accepts the path of a PNG or JPEG file"):
+                                         r"accepts the path of an image file Pillow reads"):
         explore(nb, setting, 0, "predicted", str(path))
 
 

@@ -10,18 +10,22 @@ from notebook_code import NOTEBOOK
 
 POINTS = {"1.0": None, "1.1": "0.1", "1.2": "0.4", "2.1": "0.3", "3.1": "0.4", "3.2": "0.2", "3.3": "0.3", "3.4": "0.3"}
 # The code a TA grades, in Part A, and the code Part B teaches: it must stay visible, never in a collapsed cell.
-ANSWERS = ("def mount_drive(", "drive.mount(mount_point)", "WORK_DIR = mount_drive(",
+ANSWERS = ("def mount_drive(", "drive.mount(mount_point)", "WORK_DIR = mount_drive(", "check_writable(WORK_DIR",
            "torchvision.datasets.CIFAR10(root, train=True, download=download)",
            "torchvision.datasets.CIFAR10(root, train=False, download=download)", "load_cifar10(DATA_DIR)",
-           "split_train_val(all_train_x, all_train_y, VAL_SIZE", "class ConvNet(", "def evaluate(", "def train_one_epoch(",
-           "def fit(", "history = fit(", "PADDING = 2", "class myLinear(",
+           "split_train_val(all_train_x, all_train_y, VAL_SIZE", "make_normalize(train_x)", "class ConvNet(",
+           "model = ConvNet().to(device)\nprint_layer_table(model)", "def evaluate(", "def train_one_epoch(", "def fit(", "history = fit(",
+           "PADDING = 2", "reuse_saved_run(model, WEIGHTS_PATH", "kept = save_training(", "class myLinear(",
            "def difference_before_and_after_copy(", "class myConv2d(", "load_state_dict(trained_weights)",
            "accuracy(logits[:20], test_y[:20])", "def forward_times_ms(", "def capture_feature_maps(",
            "def minmax_per_channel(", "plot_feature_maps(fmap_images", "def pick_correct_and_wrong(", "def gradcam_captum(",
-           "LayerAttribution.interpolate(cams, size", "plot_gradcam(test_x", "print_checklist(results, f\"SEED")
+           "LayerAttribution.interpolate(cams, size", "plot_gradcam(test_x", "print(gradcam_figures(")
 PART_B_ANSWERS = ("def tta_logits(", "def compare_layers(", "class myConv2dFast(", "def gradcam_from_scratch(",
                   "class GraphReadyTraining", "def fit_graphed(", "def graphed_forward(")
-MAX_CODE_LINES, MAX_WORDS, PART_A_WORDS, PART_A_CODE_LINES = 40, 2300, 1200, 320
+MAX_CODE_LINES, MAX_WORDS, PART_A_WORDS = 40, 2300, 1200
+# Part A's code, counted as the README says: non-blank lines of every code cell before the Part B heading, comments
+# and collapsed cells included; and of those, the lines a TA sees without opening a cell. The checklist cell's too.
+PART_A_CODE_LINES, PART_A_VISIBLE_LINES, CHECKLIST_LINES = 660, 252, 25
 CIFAR10_TEST_IMAGES = 10_000  # the official test split, which the explorer's slider spans
 # A number with a unit of measurement, a percentage or a speed-up: a measured result, which the text must not type.
 MEASURED = re.compile(r"\d[\d,.]*\s*(%|per ?cent|[kKMG]i?B\b|ms\b|µs\b|s\b|seconds?\b|minutes?\b|x\b|×(?!\s*\d)|"
@@ -128,17 +132,39 @@ def test_part_a_is_the_assignment_alone_and_part_b_names_the_task_each_extra_ext
     assert not [h for h in part_a_headings if "beyond" in h.lower()], part_a_headings
     part_b_headings = [line for text in markdown(cells[part_b:]) for line in text.splitlines()
                        if line.startswith("## ")]
-    assert part_b_headings[0] == "## For the oral: any test image, or a photo"
-    extras = [h for h in part_b_headings[1:-1]]
+    assert part_b_headings[:2] == ["## For the oral: questions a TA may ask", "## For the oral: any test image, or a photo"]
+    extras = [h for h in part_b_headings[2:-1]]
     assert extras and all(re.match(r"## Beyond (\d\.\d): ", h).group(1) in POINTS for h in extras), extras
+    assert extras[-1] == "## Beyond 3.2: launch overhead, and CUDA graphs"  # last: only it touches the GPU's state
     assert part_b_headings[-1] == "## Every figure of this run"
+
+
+def test_the_oral_questions_point_at_cells_that_exist_and_quote_no_figure(cells):
+    """A student who uploads only the notebook finds the questions in it; each answer is a link to the cell that
+    prints or draws it, never a figure copied from another run."""
+    oral = next(c.source for c in cells if "## For the oral: questions a TA may ask" in c.source)
+    rows = [line for line in oral.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 6
+    ids = {c.id for c in cells}
+    for row in rows:
+        targets = re.findall(r"\]\(#scrollTo=([\w-]+)\)", row)
+        assert targets and set(targets) <= ids, row
+        assert not MEASURED.search(row), row
+
+
+def code_lines(cell):
+    return sum(1 for line in cell.source.splitlines() if line.strip())
 
 
 def test_part_a_fits_its_budgets(cells):
     part_a = cells[:part_b_start(cells)]
     assert words(markdown(part_a)) <= PART_A_WORDS
-    visible = sum(len(c.source.splitlines()) for c in part_a if c.cell_type == "code" and not collapsed(c))
-    assert visible <= PART_A_CODE_LINES, f"{visible} visible code lines in Part A"
+    code = [c for c in part_a if c.cell_type == "code"]
+    assert sum(map(code_lines, code)) <= PART_A_CODE_LINES, f"{sum(map(code_lines, code))} code lines in Part A"
+    visible = sum(code_lines(c) for c in code if not collapsed(c))
+    assert visible <= PART_A_VISIBLE_LINES, f"{visible} visible code lines in Part A"
+    checklist = next(c for c in code if "for task, points, passed, figure in" in c.source)
+    assert code_lines(checklist) <= CHECKLIST_LINES
 
 
 def test_the_explorer_is_a_colab_form_that_reruns_itself(cells):

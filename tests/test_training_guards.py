@@ -1,6 +1,6 @@
-"""What keeps Task 1.2 true on every path: a diverging loss stops the run, weights are saved whole with the settings
-that trained them, reused weights say what they are, the time estimate comes from a representative epoch, counts
-read right when they are 1, and the normalization is v2.Normalize's arithmetic."""
+"""What keeps Task 1.2 true on every path: a diverging loss stops the run, an earlier run's files are kept and new
+ones saved whole with the settings that trained them, reused weights say what they are, a saved run that cannot be
+used is named with what is wrong, the time estimate comes from a representative epoch, and counts read right."""
 import json
 import re
 
@@ -8,7 +8,6 @@ import nbformat
 import pytest
 import torch
 from notebook_code import NOTEBOOK
-from torchvision.transforms import v2
 
 FORM = {"EPOCHS": 4, "BATCH_SIZE": 64, "LEARNING_RATE": 0.05, "SEED": 0, "TRAIN_SUBSET": 0, "VAL_SIZE": 200}
 
@@ -23,7 +22,7 @@ def test_a_diverged_epoch_stops_with_the_rate_the_epoch_and_the_default(nb, loss
     with pytest.raises(nb.TrainingDiverged) as err:
         nb.stop_if_diverged(loss, 3, 100.0)
     message = str(err.value)
-    assert f"the mean training loss of epoch 3 is {loss:.4g}, above 4.61 (twice ln 10" in message
+    assert f"the mean training loss of epoch 3 is {loss:.4g}, above 4.61, twice a uniform guess's" in message
     assert "LEARNING_RATE = 100 is too large: lower it (the default is 0.1)" in message
     assert "Nothing of this run was saved" in message
 
@@ -41,7 +40,7 @@ def test_the_default_named_in_the_message_is_the_forms(nb):
 
 def test_fit_with_a_huge_rate_stops_in_its_first_epochs(nb, capsys):
     images, labels = tiny_data()
-    normalize = nb.make_normalize([0.5] * 3, [0.25] * 3)
+    normalize = nb.make_normalize(images)
     nb.seed_everything(0)
     with pytest.raises(nb.TrainingDiverged, match=r"epoch [12] .*LEARNING_RATE = 10000 is too large"):
         nb.fit(nb.ConvNet(), (images, labels), (images[:32], labels[:32]), normalize, torch.nn.CrossEntropyLoss(), 5, 32,
@@ -49,10 +48,14 @@ def test_fit_with_a_huge_rate_stops_in_its_first_epochs(nb, capsys):
     assert "epoch   5/5" not in capsys.readouterr().out
 
 
-def saved_run(nb, tmp_path, form=FORM, epochs=4):
-    weights, history_path = tmp_path / "w.pt", tmp_path / "h.json"
-    history = {"train_loss": [2.0] * epochs, "val_acc": [0.5] * epochs, "parameters": form, "device": "CPU (test)"}
-    nb.save_training(nb.ConvNet(), history, weights, history_path)
+def history_of(form=FORM, epochs=4):
+    return {"train_loss": [2.0] * epochs, "train_acc": [0.3] * epochs, "val_loss": [1.9] * epochs,
+            "val_acc": [0.5] * epochs, "epoch_seconds": [1.0] * epochs, "parameters": form, "device": "CPU (test)"}
+
+
+def saved_run(nb, folder, form=FORM, epochs=4):
+    weights, history_path = folder / "w.pt", folder / "h.json"
+    assert nb.save_training(nb.ConvNet(), history_of(form, epochs), weights, history_path) == []  # nothing earlier
     return weights, history_path
 
 
@@ -63,10 +66,24 @@ def test_weights_and_history_are_saved_whole(nb, tmp_path):
     assert set(torch.load(weights, weights_only=True)) == set(nb.ConvNet().state_dict())
 
 
+def test_a_new_training_keeps_the_earlier_runs_files(nb, tmp_path):
+    """Nothing trained is replaced without a copy: the earlier pair is renamed with its time, never overwritten."""
+    weights, history_path = saved_run(nb, tmp_path)
+    earlier = {path.suffix: path.read_bytes() for path in (weights, history_path)}
+    kept = nb.save_training(nb.ConvNet(), history_of(epochs=3), weights, history_path)
+    assert [re.fullmatch(r"(w|h)\.previous-\d{8}-\d{6}\.(pt|json)", name).group(1) for name in kept] == ["w", "h"]
+    assert {(tmp_path / name).suffix: (tmp_path / name).read_bytes() for name in kept} == earlier
+    assert len(json.loads(history_path.read_text())["train_loss"]) == 3  # the new run's
+    assert len(list(tmp_path.iterdir())) == 4
+
+
 def test_reused_weights_say_what_trained_them(nb, tmp_path, capsys):
     weights, history_path = saved_run(nb, tmp_path)
-    history = nb.reusable_history(weights, history_path, FORM)
+    model = nb.ConvNet()
+    history = nb.reuse_saved_run(model, weights, history_path, FORM)
     assert history["parameters"] == FORM
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(),
+                                                 torch.load(weights, weights_only=True).values()))
     out, err = capsys.readouterr()
     assert out == ("the saved weights were trained on CPU (test) with EPOCHS = 4, BATCH_SIZE = 64, LEARNING_RATE = "
                    "0.05, SEED = 0, TRAIN_SUBSET = 0, VAL_SIZE = 200\n") and err == ""
@@ -74,29 +91,56 @@ def test_reused_weights_say_what_trained_them(nb, tmp_path, capsys):
 
 def test_reused_weights_warn_for_each_field_that_differs(nb, tmp_path, capsys):
     weights, history_path = saved_run(nb, tmp_path)
-    assert nb.reusable_history(weights, history_path, {**FORM, "EPOCHS": 68, "LEARNING_RATE": 0.1}) is not None
+    assert nb.reuse_saved_run(nb.ConvNet(), weights, history_path, {**FORM, "EPOCHS": 68, "LEARNING_RATE": 0.1})
     err = capsys.readouterr().err
     assert err.startswith("Warning: REUSE_WEIGHTS: the form's EPOCHS = 68, LEARNING_RATE = 0.1 differ from them: the "
                           "weights and curves below are the saved run's")
     assert "validation images" not in err  # the split is the same
-    nb.reusable_history(weights, history_path, {**FORM, "SEED": 1})
+    nb.reuse_saved_run(nb.ConvNet(), weights, history_path, {**FORM, "SEED": 1})
     assert "SEED = 1 differ" in (err := capsys.readouterr().err)
     assert "its training images may include this run's validation images" in err
 
 
-@pytest.mark.parametrize("damage", ["no parameters", "unfinished", "no weights", "no history", "not JSON"])
-def test_weights_of_an_unknown_or_unfinished_run_are_never_reused(nb, tmp_path, capsys, damage):
-    weights, history_path = saved_run(nb, tmp_path, epochs=2 if damage == "unfinished" else 4)
-    if damage == "no parameters":  # written by an earlier version of the notebook, or by a run that diverged there
-        history_path.write_text(json.dumps({"train_loss": [1e30], "device": "CPU"}))
-    elif damage == "no weights":
-        weights.unlink()
-    elif damage == "no history":
+def cut_short(path):
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("history not JSON", r"h\.json cannot be read as JSON \(JSONDecodeError"),
+    ("history missing", r"h\.json cannot be read as JSON \(FileNotFoundError"),
+    ("history from an older version", r"h\.json lacks the settings and the curves this notebook writes"),
+    ("history a JSON list", r"h\.json lacks the settings and the curves this notebook writes"),
+    ("run unfinished", r"h\.json records 2 epochs of 4: that run did not finish"),
+    ("weights cut short", r"w\.pt cannot be read as this network's weights \(RuntimeError: PytorchStreamReader"),
+    ("weights missing", r"w\.pt cannot be read as this network's weights \(FileNotFoundError"),
+    ("weights of another network", (r"w\.pt cannot be read as this network's weights \(RuntimeError: Error\(s\) "
+                                    "in loading state_dict")),
+])
+def test_a_saved_run_that_cannot_be_used_is_named_with_what_is_wrong(nb, tmp_path, capsys, damage, said):
+    """Never a raw torch or JSON error: the file, what is wrong with it, and that the run trains anew; the files stay
+    where they are until the new training renames them."""
+    weights, history_path = saved_run(nb, tmp_path, epochs=2 if damage == "run unfinished" else 4)
+    if damage == "history not JSON":
+        cut_short(history_path)
+    elif damage == "history missing":
         history_path.unlink()
-    elif damage == "not JSON":
-        history_path.write_text("{cut short")
-    assert nb.reusable_history(weights, history_path, FORM) is None
-    assert "holds no weights of a finished run of this notebook: training" in capsys.readouterr().err
+    elif damage == "history from an older version":  # before the history recorded its settings
+        history_path.write_text(json.dumps({"train_loss": [2.0], "device": "CPU"}))
+    elif damage == "history a JSON list":
+        history_path.write_text("[1, 2]")
+    elif damage == "weights cut short":
+        cut_short(weights)
+    elif damage == "weights missing":
+        weights.unlink()
+    elif damage == "weights of another network":
+        torch.save(torch.nn.Linear(2, 2).state_dict(), weights)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert nb.reuse_saved_run(nb.ConvNet(), weights, history_path, FORM) is None
+    err = capsys.readouterr().err
+    assert err.startswith(f"Warning: REUSE_WEIGHTS: {tmp_path}/"), err
+    assert re.search(said, err), err
+    assert err.rstrip().endswith("Training anew; the files there are kept, renamed, when the new ones are saved")
+    assert sorted(p.name for p in tmp_path.iterdir()) == files  # nothing deleted, nothing moved yet
 
 
 def test_the_time_estimate_comes_from_the_second_epoch(nb, capsys):
@@ -113,20 +157,30 @@ def test_the_time_estimate_comes_from_the_second_epoch(nb, capsys):
 
 def test_plural(nb):
     assert nb.plural(1, "epoch") == "1 epoch" and nb.plural(68, "epoch") == "68 epochs"
-    assert nb.plural(1, "class", "classes") == "1 class" and nb.plural(2, "class", "classes") == "2 classes"
     assert nb.plural(10_000, "image") == "10,000 images" and nb.plural(0, "image") == "0 images"
 
 
-def test_describe_curves_after_one_epoch_reads_right(nb):
-    text = nb.describe_curves({"train_acc": [0.3], "val_acc": [0.4], "lr": [0.1], "epoch_seconds": [1.0],
-                               "val_loss": [2.0]})
-    assert text.startswith("after 1 epoch (1.0 s)") and "in 1 of 1 epoch (last in epoch 1)" in text
+def test_curve_figures_are_measurements_beside_their_comparison(nb):
+    """Numbers, no verdict: the last accuracies and their gap, the epochs where validation lies above training, and
+    the lowest validation loss beside the last."""
+    history = {"train_acc": [0.30, 0.50, 0.62, 0.70, 0.80], "val_acc": [0.40, 0.55, 0.50, 0.72, 0.78],
+               "epoch_seconds": [1.0] * 5, "val_loss": [2.0, 1.5, 1.6, 1.1, 1.2]}
+    assert nb.curve_figures(history).splitlines() == [
+        "after 5 epochs (5.0 s): training accuracy 80.00% (augmented images), validation 78.00%, a gap of +2.00 points",
+        "validation accuracy above training accuracy in 3 of 5 epochs",
+        "validation loss: lowest 1.1000 in epoch 4, last 1.2000"]
+    one = nb.curve_figures({"train_acc": [0.3], "val_acc": [0.4], "epoch_seconds": [1.0], "val_loss": [2.0]})
+    assert one.startswith("after 1 epoch (1.0 s)") and "in 1 of 1 epoch\n" in one
+    assert "over-fitting" not in nb.curve_figures(history) + one  # the markdown says how to read them
 
 
-def test_normalize_is_v2_normalize_with_the_statistics_kept_on_the_device(nb):
+def test_normalize_is_torchvisions_v2_normalize_with_the_training_images_statistics(nb):
     images = tiny_data(16)[0]
-    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
-    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-    normalize = nb.make_normalize(mean, std)
-    assert torch.equal(normalize(images), reference(images))  # the same arithmetic, to the bit
-    assert torch.equal(normalize(images[:4]), reference(images[:4]))  # and again from the kept statistics
+    normalize = nb.make_normalize(images)
+    _, standardize = normalize.transforms
+    pixels = images.float().div(255)
+    assert standardize.mean == pytest.approx(pixels.mean((0, 2, 3)).tolist())
+    assert standardize.std == pytest.approx(pixels.std((0, 2, 3)).tolist(), rel=1e-5)
+    out = normalize(images)
+    assert out.dtype == torch.float32 and out.mean((0, 2, 3)).abs().max() < 1e-5
+    assert torch.allclose(out.std((0, 2, 3)), torch.ones(3), atol=1e-4)
