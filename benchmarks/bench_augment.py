@@ -19,8 +19,7 @@ def augment_by_indexing(images, padding=NB.PADDING):
     n, c, h, w = images.shape
     padded = F.pad(images, (padding,) * 4)
     dev = images.device
-    top = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=dev)
-    left = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=dev)
+    top, left = torch.randint(0, 2 * padding + 1, (2, n, 1, 1), device=dev)
     flip = torch.rand(n, 1, 1, device=dev) < 0.5
     cols = torch.arange(w, device=dev)
     rows = top + torch.arange(h, device=dev).view(1, h, 1)

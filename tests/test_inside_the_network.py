@@ -130,7 +130,7 @@ def test_gradcam_is_drawn_by_captum_each_map_on_its_own_scale(nb, model_and_imag
     assert titles[:3] == ["image 0", "peak 2", "peak 0.5"] and "zero everywhere" in titles
     colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(colorbars) == 1
-    assert colorbars[0].get_ylabel() == "each map on captum's scale:\nits hottest 2 % of heat at 1"
+    assert colorbars[0].get_ylabel() == "each map on captum's scale: its hottest\n2 % at 1; titles: its raw peak"
 
 
 def overlapping_titles(fig):
@@ -190,7 +190,8 @@ def test_gradcam_findings_are_computed_from_the_maps(nb, model_and_images):
     agree, pairs = nb.peaks_agree(every_cams[10:], nb.gradcam_captum(model, model.conv2, normalize(images[10:]),
                                                                      labels[10:]))
     assert lines[1] == ("misclassified images whose predicted- and true-class maps peak in the same or neighbouring "
-                        f"cells: {agree} of {pairs} ({agree / pairs:.1%}); two unrelated peaks: 7.8%")  # (28/100)^2
+                        f"cells: {agree} of the {pairs} whose true-class map is not zero ({agree / pairs:.1%}); two "
+                        "unrelated peaks, by chance: 7.8%")  # (28/100)^2
 
 
 def test_feature_map_findings_are_computed_from_the_maps(nb, model_and_images):

@@ -17,8 +17,8 @@ def test_the_timing_table_prints_means_ratios_and_how_each_time_grows(nb, capsys
     assert lines[0].startswith("forward pass on CPU (") and lines[0].endswith(", in ms")
     assert lines[3].split() == ["20", "own,", "Eq.", "4", "loop", "8.550", "0.050", "2", f"{8.55 / 0.7:.2f}x"]
     assert lines[4].split() == ["256", "default", "1.000", "0.000", "2"]
-    assert lines[-1] == ("256 images against 20, 12.8x the images: default 1.43x the time, own, Eq. 4 loop 1.27x the "
-                         "time")
+    assert lines[-1] == ("from 20 to 256 images (12.8x as many), the mean time grows 1.43x for default, 1.27x for own, "
+                         "Eq. 4 loop")
     assert nb.mean_ratios(timings) == {20: {"own, Eq. 4 loop": pytest.approx(8.55 / 0.7)},
                                        256: {"own, Eq. 4 loop": pytest.approx(10.85)}}
 
