@@ -108,8 +108,8 @@ def cut_short(path):
 @pytest.mark.parametrize("damage, said", [
     ("history not JSON", r"h\.json cannot be used \(JSONDecodeError: "),
     ("history missing", r"h\.json cannot be used \(FileNotFoundError: \[Errno 2\] No such file or directory"),
-    ("history from an older version", r"h\.json cannot be used \(KeyError: it lacks 'parameters': an older version of "
-                                      r"this notebook wrote it\)"),
+    ("history from an older version", (r"h\.json cannot be used \(KeyError: it lacks 'parameters': an older "
+                                       r"version of this notebook wrote it\)")),
     ("history a JSON list", r"h\.json cannot be used \(TypeError: list indices must be integers"),
     ("run unfinished", r"h\.json cannot be used \(ValueError: it records 2 epochs of 4: that run did not finish\)"),
     ("weights cut short", r"w\.pt cannot be read as this network's weights \(RuntimeError: PytorchStreamReader"),
