@@ -200,7 +200,7 @@ def test_feature_map_findings_are_computed_from_the_maps(nb, model_and_images):
     raw = nb.capture_feature_maps(model, as_input(images[:3]))
     many = nb.capture_feature_maps(model, as_input(images))
     many["conv2 + ReLU"][:, 4] = 0  # a channel that never fires
-    lines = nb.feature_map_figures(raw, many).splitlines()
+    lines = list(nb.feature_map_figures(raw, many))
     assert len(lines) == 2
     for line, name, channels in zip(lines, ("conv1 + ReLU", "conv2 + ReLU"), (8, 16)):
         zeros = [(maps[name] == 0).float().mean().item() for maps in (raw, many)]

@@ -140,10 +140,8 @@ def test_environment_and_missing_gpu_are_reported(run):
     assert warning.startswith("Warning: No GPU found") and "Runtime ▸ Change runtime type ▸ T4 GPU" in warning
     assert "warn(" not in warning  # no echo of the line that raised it
     training = cell_text(cell_running(notebook, "history = fit("))
-    first, second = number_after(training, "epoch 1 took"), number_after(training, "with the start-up, epoch 2")
-    assert number_after(training, f"all {PARAMETERS['EPOCHS']} epochs will take about") == pytest.approx(
-        first + (PARAMETERS["EPOCHS"] - 1) * second, abs=1)  # from the second epoch: the first carries the start-up
-    assert training.index("epoch   1/4") < training.index("epoch 1 took") < training.index("epoch   2/4")
+    assert [line[:10] for line in training.splitlines() if line.startswith("epoch ")] == [
+        f"epoch {epoch:>3}/" for epoch in range(1, PARAMETERS["EPOCHS"] + 1)]  # one line per epoch in a short run
 
 
 def test_captum_pin_is_the_version_the_tests_run_with(nb):
@@ -168,10 +166,8 @@ def test_training_learns_and_is_reported(run):
     text = cell_text(cell_running(notebook, "test_logits_plain = predict_logits("))
     plain = number_after(text, "test accuracy:")
     assert plain > 30 and f"on {N_TEST} test images" in text
-    gap = re.search(r"validation [0-9.]+%, ([0-9.]+) points (above|below)$", text, re.MULTILINE)  # from the history
-    difference = 100 * (history["val_acc"][-1] - history["train_acc"][-1])
-    assert float(gap.group(1)) == pytest.approx(abs(difference), abs=0.01)
-    assert gap.group(2) == ("above" if difference > 0 else "below")
+    gap = number_after(text, "validation - training:")  # from the history, with its sign
+    assert gap == pytest.approx(100 * (history["val_acc"][-1] - history["train_acc"][-1]), abs=0.01)
     above = sum(v > t for v, t in zip(history["val_acc"], history["train_acc"]))
     assert f"validation accuracy above training accuracy in {above} of 4 epochs" in text
     lowest = min(history["val_loss"])
@@ -283,7 +279,7 @@ def test_feature_maps_and_gradcam_are_drawn(run):
                         r"misclassified images whose predicted- and true-class maps peak in the same or neighbouring "
                         r"cells: \d+ of the \d+ whose true-class map is not zero \([0-9.]+%\); two unrelated peaks, by "
                         r"chance: 7.8%\n", findings), findings
-    findings = cell_text(cell_running(notebook, "print(feature_map_figures("))
+    findings = cell_text(cell_running(notebook, "print(*feature_map_figures("))
     assert re.fullmatch(r"(conv\d \+ ReLU: \d+% of the values are zero \(drawn dark\) on the 3 images drawn, \d+% on 300 "
                         r"test images; channels zero on all of those: \d+ of (8|16)\n){2}", findings), findings
     text = cell_text(cell_running(notebook, "ours = gradcam_from_scratch("))
@@ -459,8 +455,8 @@ def test_damaged_saved_weights_are_named_kept_and_trained_anew(run, cifar_archiv
                        colab_archive=cifar_archive, DRIVE_FOLDER=str(copy), REUSE_WEIGHTS=True, EPOCHS=2)
     training = cell_running(executed, "reuse_saved_run(model, WEIGHTS_PATH")
     warning = cell_text(training, "stderr")
-    assert warning.startswith(f"Warning: REUSE_WEIGHTS: {weights} cannot be read as this network's weights ("), warning
-    assert re.search(r"weights \((RuntimeError|OSError): .*\)\. Training anew", warning), warning
+    assert re.match(rf"Warning: REUSE_WEIGHTS: {re.escape(str(weights))} cannot be used \((RuntimeError|OSError): "
+                    r".*\)\. Training anew", warning), warning
     assert "Training anew; the files there are kept, renamed, when the new ones are saved" in warning
     kept = sorted(p.name for p in copy.glob("*.previous-*"))
     assert [re.sub(r"\d{8}-\d{6}", "T", name) for name in kept] == ["convnet_cifar10.previous-T.pt",
