@@ -166,8 +166,8 @@ def test_training_learns_and_is_reported(run):
     text = cell_text(cell_running(notebook, "test_logits_plain = predict_logits("))
     plain = number_after(text, "test accuracy:")
     assert plain > 30 and f"on {N_TEST} test images" in text
-    gap = number_after(text, "validation - training:")  # from the history, with its sign
-    assert gap == pytest.approx(100 * (history["val_acc"][-1] - history["train_acc"][-1]), abs=0.01)
+    gap = number_after(text, "training minus validation:")  # from the history, with its sign
+    assert gap == pytest.approx(100 * (history["train_acc"][-1] - history["val_acc"][-1]), abs=0.01)
     above = sum(v > t for v, t in zip(history["val_acc"], history["train_acc"]))
     assert f"validation accuracy above training accuracy in {above} of 4 epochs" in text
     lowest = min(history["val_loss"])
@@ -274,14 +274,14 @@ def test_feature_maps_and_gradcam_are_drawn(run):
     assert "centred on input pixel 6.5 + 2*q: the centres span pixels 6.5 to 24.5" in text
     assert number_after(text, "stretching moves them by up to") == 5.4  # (q + 0.5) 3.2 - 0.5 against 6.5 + 2 q
     findings = cell_text(cell_running(notebook, "print(gradcam_figures("))
-    assert re.fullmatch(r"share of a map's heat in the central 6x6 of conv2's 10x10 cells, all 300 test images: \d+% "
-                        r"for the \d+ correct, \d+% for the \d+ misclassified; spread evenly: 36%\n"
+    assert re.fullmatch(r"share of a map's heat in the central 6x6 of conv2's 10x10 cells, all 300 test images:\n"
+                        r"  \d+% for the \d+ correct, \d+% for the \d+ misclassified; spread evenly: 36%\n"
                         r"misclassified images whose predicted- and true-class maps peak in the same or neighbouring "
-                        r"cells: \d+ of the \d+ whose true-class map is not zero \([0-9.]+%\); two unrelated peaks, by "
+                        r"cells:\n  \d+ of the \d+ whose true-class map is not zero \([0-9.]+%\); two unrelated peaks, by "
                         r"chance: 7.8%\n", findings), findings
     findings = cell_text(cell_running(notebook, "print(*feature_map_figures("))
-    assert re.fullmatch(r"(conv\d \+ ReLU: \d+% of the values are zero \(drawn dark\) on the 3 images drawn, \d+% on 300 "
-                        r"test images; channels zero on all of those: \d+ of (8|16)\n){2}", findings), findings
+    assert re.fullmatch(r"(conv\d \+ ReLU: zeros \(drawn dark\) \d+% on the 3 images drawn, \d+% on 300 test images; "
+                        r"channels zero on all 300: \d+ of (8|16)\n){2}", findings), findings
     text = cell_text(cell_running(notebook, "ours = gradcam_from_scratch("))
     assert number_after(text, "max |from scratch - captum| =") < 1e-5
 

@@ -154,8 +154,8 @@ def test_curve_figures_are_measurements_beside_their_comparison(nb):
     history = {"train_acc": [0.30, 0.50, 0.62, 0.70, 0.80], "val_acc": [0.40, 0.55, 0.50, 0.72, 0.78],
                "epoch_seconds": [1.0] * 5, "val_loss": [2.0, 1.5, 1.6, 1.1, 1.2]}
     assert nb.curve_figures(history).splitlines() == [
-        ("after 5 epochs (5.0 s): training accuracy 80.00% (augmented images), validation 78.00%; validation - "
-         "training: -2.00 points"),
+        ("after 5 epochs (5.0 s): training accuracy 80.00% (augmented images), validation 78.00%; training minus "
+         "validation: +2.00 points"),
         "validation accuracy above training accuracy in 3 of 5 epochs",
         "validation loss: lowest 1.1000 in epoch 4, last 1.2000"]
     one = nb.curve_figures({"train_acc": [0.3], "val_acc": [0.4], "epoch_seconds": [1.0], "val_loss": [2.0]})
