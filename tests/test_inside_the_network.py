@@ -185,13 +185,14 @@ def test_gradcam_findings_are_computed_from_the_maps(nb, model_and_images):
     every_cams = nb.gradcam_captum(model, model.conv2, normalize(images), preds)
     every = every_cams[:, 0, 2:8, 2:8].sum((1, 2)) / every_cams[:, 0].sum((1, 2))  # the central 6 x 6 of 10 x 10
     assert lines[:2] == ["share of a map's heat in the central 6x6 of conv2's 10x10 cells, all 20 test images:",
-                         f"  {every[:10].nanmean():.0%} for the 10 correct, {every[10:].nanmean():.0%} for the 10 "
-                         "misclassified; spread evenly: 36%"]
+                         (f"  {every[:10].nanmean():.0%} for the 10 correct, {every[10:].nanmean():.0%} for the 10 "
+                          "misclassified; spread evenly: 36%")]
     agree, pairs = nb.peaks_agree(every_cams[10:], nb.gradcam_captum(model, model.conv2, normalize(images[10:]),
                                                                      labels[10:]))
-    assert lines[2:] == ["misclassified images whose predicted- and true-class maps peak in the same or neighbouring cells:",
-                         f"  {agree} of the {pairs} whose true-class map is not zero ({agree / pairs:.1%}); two "
-                         "unrelated peaks, by chance: 7.8%"]  # (28/100)^2
+    assert lines[2:] == [("misclassified images whose predicted- and true-class maps peak in the same or neighbouring "
+                          "cells:"),
+                         (f"  {agree} of the {pairs} whose true-class map is not zero ({agree / pairs:.1%}); two "
+                          "unrelated peaks, by chance: 7.8%")]  # (28/100)^2
 
 
 def test_feature_map_findings_are_computed_from_the_maps(nb, model_and_images):
