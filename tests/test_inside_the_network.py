@@ -191,8 +191,8 @@ def test_gradcam_findings_are_computed_from_the_maps(nb, model_and_images):
                                                                      labels[10:]))
     assert lines[2:] == [("misclassified images whose predicted- and true-class maps peak in the same or neighbouring "
                           "cells:"),
-                         (f"  {agree} of the {pairs} whose true-class map is not zero ({agree / pairs:.1%}); two "
-                          "unrelated peaks, by chance: 7.8%")]  # (28/100)^2
+                         (f"  {agree} of {pairs} (the 10 less {10 - pairs} whose true-class map is zero): "
+                          f"{agree / pairs:.1%}; two unrelated peaks, by chance: 7.8%")]  # (28/100)^2
 
 
 def test_feature_map_findings_are_computed_from_the_maps(nb, model_and_images):

@@ -139,9 +139,6 @@ def test_environment_and_missing_gpu_are_reported(run):
     warning = cell_text(setup, "stderr")
     assert warning.startswith("Warning: No GPU found") and "Runtime ▸ Change runtime type ▸ T4 GPU" in warning
     assert "warn(" not in warning  # no echo of the line that raised it
-    training = cell_text(cell_running(notebook, "history = fit("))
-    assert [line[:10] for line in training.splitlines() if line.startswith("epoch ")] == [
-        f"epoch {epoch:>3}/" for epoch in range(1, PARAMETERS["EPOCHS"] + 1)]  # one line per epoch in a short run
 
 
 def test_captum_pin_is_the_version_the_tests_run_with(nb):
@@ -171,7 +168,7 @@ def test_training_learns_and_is_reported(run):
     above = sum(v > t for v, t in zip(history["val_acc"], history["train_acc"]))
     assert f"validation accuracy above training accuracy in {above} of 4 epochs" in text
     lowest = min(history["val_loss"])
-    assert (f"validation loss: lowest {lowest:.4f} in epoch {history['val_loss'].index(lowest) + 1}, last "
+    assert (f"validation loss: lowest {lowest:.4f} in epoch {history['val_loss'].index(lowest) + 1} of 4, last "
             f"{history['val_loss'][-1]:.4f}") in text
     text = cell_text(cell_running(notebook, "test_acc_mirror = accuracy("))
     assert number_after(text, "test accuracy with one view:") == plain
@@ -184,7 +181,7 @@ def test_plain_text_training_log(run):
     """One line per few epochs and at the last, so that an exported copy shows the training without widgets."""
     text = cell_text(cell_running(run[0], "history = fit("))
     epochs = [int(m) for m in re.findall(r"^epoch\s+(\d+)/4: train loss [0-9.]+ acc [0-9.]+% \| val loss [0-9.]+ "
-                                         r"acc [0-9.]+% \| [0-9.]+ s$", text, re.MULTILINE)]
+                                         r"acc [0-9.]+% \| [0-9.]+ s elapsed$", text, re.MULTILINE)]
     assert epochs == [1, 2, 3, 4]
 
 
@@ -252,14 +249,14 @@ def test_own_networks_agree_and_are_timed(run):
     rows = timing_rows(text)
     assert [(batch, name) for batch, name, *_ in rows] == [(batch, name) for batch in ("20", "256")
                                                            for name in ("default", "own, Eq. 4 loop")]
-    means = {(batch, name): float(mean) for batch, name, mean, *_ in rows}
-    growth = re.fullmatch(r"from 20 to 256 images \(12.8x as many\), the mean time grows ([0-9.]+)x for default, "
-                          r"([0-9.]+)x for own, Eq. 4 loop", text.splitlines()[-1])  # how each time grows, from the table's means
-    for name, grown in zip(("default", "own, Eq. 4 loop"), growth.groups()):
-        assert float(grown) == pytest.approx(means[("256", name)] / means[("20", name)], abs=0.02)
     assert "per call" not in text and "per image" not in text  # measurements, no reading that a device can falsify
     text = cell_text(cell_running(notebook, "print_timing_table(all_timings, device)"))
     assert number_after(text, "the im2col network predicts the default's class on") >= 99.0
+    means = {(batch, name): float(mean) for batch, name, mean, *_ in timing_rows(text)}
+    growth = re.fullmatch(r"from 20 to 256 images \(12.8x as many\), the mean time grows ([0-9.]+)x for default, "
+                          r"([0-9.]+)x for own, Eq. 4 loop, ([0-9.]+)x for own, im2col", text.splitlines()[-1])
+    for name, grown in zip(("default", "own, Eq. 4 loop", "own, im2col"), growth.groups()):  # from the table's means
+        assert float(grown) == pytest.approx(means[("256", name)] / means[("20", name)], abs=0.02)
     assert len(timing_rows(text)) == 6, text
 
 
@@ -277,7 +274,7 @@ def test_feature_maps_and_gradcam_are_drawn(run):
     assert re.fullmatch(r"share of a map's heat in the central 6x6 of conv2's 10x10 cells, all 300 test images:\n"
                         r"  \d+% for the \d+ correct, \d+% for the \d+ misclassified; spread evenly: 36%\n"
                         r"misclassified images whose predicted- and true-class maps peak in the same or neighbouring "
-                        r"cells:\n  \d+ of the \d+ whose true-class map is not zero \([0-9.]+%\); two unrelated peaks, by "
+                        r"cells:\n  \d+ of \d+ \(the \d+ less \d+ whose true-class map is zero\): [0-9.]+%; two unrelated peaks, by "
                         r"chance: 7.8%\n", findings), findings
     findings = cell_text(cell_running(notebook, "print(*feature_map_figures("))
     assert re.fullmatch(r"(conv\d \+ ReLU: zeros \(drawn dark\) \d+% on the 3 images drawn, \d+% on 300 test images; "
@@ -306,8 +303,8 @@ def test_summary_is_a_checklist_in_the_assignments_order(run):
     assert re.fullmatch(r"accuracy on 20 test images: default (\d+)%, own \1%; time own / default [0-9.]+x \(20 "
                         r"images\), [0-9.]+x \(256\)", rows["3.2"][2])
     assert rows["3.3"][2] == "3 x 4 x 5 maps (images x layers x channels) in [0, 1]"
-    assert rows["3.4"][2] == ("Grad-CAM of 10 correct and 10 misclassified test images; maps zero everywhere: 0 "
-                              "(should be 0)")
+    assert rows["3.4"][2] == ("Grad-CAM of 10 correct and 10 misclassified test images; of their maps, zero "
+                              "everywhere: 0 (should be 0)")
     assert text.splitlines()[0].startswith("SEED = 0; weights trained in this run")
     for key in ("epochs", "seconds of training", "test accuracy", "test accuracy with test-time augmentation",
                 "myConv2dFast mean |diff| after copy", "own, im2col / default time ratio, batch 256",

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 
-def test_the_timing_table_prints_means_ratios_and_how_each_time_grows(nb, capsys):
+def test_the_timing_table_prints_means_and_ratios(nb, capsys):
     timings = {20: {"default": np.array([0.6, 0.8]), "own, Eq. 4 loop": np.array([8.5, 8.6])},
                256: {"default": np.array([1.0, 1.0]), "own, Eq. 4 loop": np.array([10.8, 10.9])}}
     nb.print_timing_table(timings, torch.device("cpu"))
@@ -17,8 +17,7 @@ def test_the_timing_table_prints_means_ratios_and_how_each_time_grows(nb, capsys
     assert lines[0].startswith("forward pass on CPU (") and lines[0].endswith(", in ms")
     assert lines[3].split() == ["20", "own,", "Eq.", "4", "loop", "8.550", "0.050", "2", f"{8.55 / 0.7:.2f}x"]
     assert lines[4].split() == ["256", "default", "1.000", "0.000", "2"]
-    assert lines[-1] == ("from 20 to 256 images (12.8x as many), the mean time grows 1.43x for default, 1.27x for own, "
-                         "Eq. 4 loop")
+    assert len(lines) == 6  # the header, two lines, one row per batch size and network
     assert nb.mean_ratios(timings) == {20: {"own, Eq. 4 loop": pytest.approx(8.55 / 0.7)},
                                        256: {"own, Eq. 4 loop": pytest.approx(10.85)}}
 

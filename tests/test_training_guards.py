@@ -157,7 +157,7 @@ def test_curve_figures_are_measurements_beside_their_comparison(nb):
         ("after 5 epochs (5.0 s): training accuracy 80.00% (augmented images), validation 78.00%; training minus "
          "validation: +2.00 points"),
         "validation accuracy above training accuracy in 3 of 5 epochs",
-        "validation loss: lowest 1.1000 in epoch 4, last 1.2000"]
+        "validation loss: lowest 1.1000 in epoch 4 of 5, last 1.2000"]
     one = nb.curve_figures({"train_acc": [0.3], "val_acc": [0.4], "epoch_seconds": [1.0], "val_loss": [2.0]})
     assert one.startswith("after 1 epoch (1.0 s)") and "in 1 of 1 epoch\n" in one
     assert "over-fitting" not in nb.curve_figures(history) + one  # the markdown says how to read them
