@@ -10,11 +10,11 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from common import NB, machine
+from common import NB, machine, pick_device
 from torch.utils import benchmark
 
 
-def augment_by_indexing(images, padding=NB.PADDING):
+def augment_by_indexing(images, padding=NB.MAX_SHIFT):
     # The earlier version: the same draws, then padded[image, channel, row, column] with four broadcast indices.
     n, c, h, w = images.shape
     padded = F.pad(images, (padding,) * 4)
@@ -35,16 +35,16 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = NB.pick_device("auto")
+    device = pick_device()
     images = torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8, device=device)
     torch.manual_seed(0)
-    ours = NB.augment(images, NB.PADDING)
+    ours = NB.augment(images, NB.MAX_SHIFT)
     torch.manual_seed(0)
     if not torch.equal(ours, augment_by_indexing(images)):
         raise SystemExit("the two versions differ for the same random draws")
-    print(f"batch of {args.batch_size} uint8 images (3x32x32), padding {NB.PADDING}, on {machine()}")
+    print(f"batch of {args.batch_size} uint8 images (3x32x32), padding {NB.MAX_SHIFT}, on {machine()}")
     results = {}
-    for name, fn in (("gather (notebook)", lambda x: NB.augment(x, NB.PADDING)),
+    for name, fn in (("gather (notebook)", lambda x: NB.augment(x, NB.MAX_SHIFT)),
                      ("indexing by row and column", augment_by_indexing)):
         timer = benchmark.Timer("fn(images)", globals={"fn": fn, "images": images}, num_threads=args.threads)
         results[name] = timer.timeit(args.repeats).median

@@ -12,7 +12,7 @@ import argparse
 import time
 
 import torch
-from common import NB, load_train_set, machine, make_training, synchronize
+from common import NB, load_train_set, machine, make_training, pick_device, synchronize
 
 
 def train(data, device, epochs, batch_size, deterministic):
@@ -40,7 +40,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
-    device = NB.pick_device("auto")
+    device = pick_device()
     images, labels = NB.dataset_tensors(load_train_set(args.data_dir), device)
     data = (images, labels, NB.make_normalize(images))
     print(f"{len(labels):,} training images, batch {args.batch_size}, {args.epochs} epochs per run, on {machine()}")

@@ -12,7 +12,7 @@ Usage: python benchmarks/bench_own_layers.py [--batch-size 256] [--seconds 1] [-
 import argparse
 
 import torch
-from common import NB, machine
+from common import NB, machine, pick_device
 
 
 def measure(networks, inputs, seconds):
@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum measuring time per entry")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    device = NB.pick_device("auto")
+    device = pick_device()
     torch.manual_seed(0)
     default = NB.ConvNet().to(device).eval()
     networks = {"default": default}

@@ -25,6 +25,7 @@ from common import (
     load_train_set,
     machine,
     make_training,
+    pick_device,
     synchronize,
 )
 from torch.utils.data import DataLoader
@@ -88,7 +89,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader num_workers to try")
     args = parser.parse_args()
-    device = NB.pick_device("auto")
+    device = pick_device()
     train_set = load_train_set(args.data_dir)
     print(f"{len(train_set):,} training images, batch {args.batch_size}, on {machine()}")
     ours = "notebook"

@@ -29,8 +29,13 @@ def make_training(device, lr=0.05):
     return model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 
 
+def pick_device():
+    """The GPU where PyTorch sees one, else the CPU: as the notebook's DEVICE = "auto"."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def machine():
-    return NB.device_description(NB.pick_device("auto"))
+    return NB.device_description(pick_device())
 
 
 def synchronize(device):

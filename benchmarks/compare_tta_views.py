@@ -10,7 +10,7 @@ WEIGHTS: a state dict saved by the notebook (outputs/convnet_cifar10.pt, or the 
 import argparse
 
 import torch
-from common import NB, load_train_set, machine
+from common import NB, load_train_set, machine, pick_device
 
 PLUS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 VIEW_SETS = {
@@ -32,7 +32,7 @@ def main():
     parser.add_argument("weights")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    device = NB.pick_device("auto")
+    device = pick_device()
     images, labels = NB.dataset_tensors(load_train_set(args.data_dir), device)
     train, (val_x, val_y) = NB.split_train_val(images, labels, 5000, 0, args.seed)
     normalize = NB.make_normalize(train[0])

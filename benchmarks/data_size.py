@@ -17,7 +17,7 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars from the runs
 
 import torch
-from common import NB, load_train_set, machine
+from common import NB, load_train_set, machine, pick_device
 from search_recipe import BASE, RECIPES
 
 DEFAULT_RECIPE = {**BASE, **RECIPES["68 epochs, weight decay 1e-3"]}
@@ -36,10 +36,10 @@ def train_and_test(train_images, test_data, n_images, seed, epochs):
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # the per-epoch validation is ignored
         NB.fit(model, (train_x, train_y), (val_x[:500], val_y[:500]), normalize, loss_fn, epochs, r["batch_size"],
                r["lr"], momentum=r["momentum"], cycle_momentum=r["cycle_momentum"], weight_decay=r["weight_decay"],
-               padding=r["padding"])
+               max_shift=r["max_shift"])
     seconds = time.perf_counter() - start
     test_x, test_y = test_data
-    views = {"plain": {}, "mirror": {"mirror": True}, "50 views": {"mirror": True, "shift": r["padding"]}}
+    views = {"plain": {}, "mirror": {"mirror": True}, "50 views": {"mirror": True, "shift": r["max_shift"]}}
     return seconds, {name: NB.accuracy(NB.tta_logits(model, test_x, normalize, **kw), test_y)
                      for name, kw in views.items()}
 
@@ -51,7 +51,7 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=DEFAULT_RECIPE["epochs"])
     args = parser.parse_args()
-    device = NB.pick_device("auto")
+    device = pick_device()
     train_images = NB.dataset_tensors(load_train_set(args.data_dir), device)  # read once for every run
     test_data = NB.dataset_tensors(NB.load_cifar10(args.data_dir, download=False)[1], device)
     print(f"on {machine()}, torch {torch.__version__}, {args.epochs} epochs", flush=True)

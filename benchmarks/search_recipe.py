@@ -27,10 +27,10 @@ from multiprocessing import get_context
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars from the runs in the workers
 
 import torch
-from common import NB, load_train_set, machine
+from common import NB, load_train_set, machine, pick_device
 
 BASE = {"epochs": 50, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "cycle_momentum": False,
-        "weight_decay": 5e-4, "label_smoothing": 0.1, "padding": 2}
+        "weight_decay": 5e-4, "label_smoothing": 0.1, "max_shift": 2}
 RECIPES = {  # the longest first, so that they start first
     "200 epochs": {"epochs": 200},
     "100 epochs": {"epochs": 100},
@@ -51,16 +51,16 @@ RECIPES = {  # the longest first, so that they start first
     "label smoothing 0": {"label_smoothing": 0.0},
     "label smoothing 0.05": {"label_smoothing": 0.05},
     "label smoothing 0.2": {"label_smoothing": 0.2},
-    "shift 3 px": {"padding": 3},
+    "shift 3 px": {"max_shift": 3},
     "60 epochs, lr 0.05": {"epochs": 60, "lr": 0.05},
-    "60 epochs, shift 3 px": {"epochs": 60, "padding": 3},
+    "60 epochs, shift 3 px": {"epochs": 60, "max_shift": 3},
     "60 epochs, label smoothing 0.2": {"epochs": 60, "label_smoothing": 0.2},
     "60 epochs, weight decay 2.5e-4": {"epochs": 60, "weight_decay": 2.5e-4},
     "60 epochs, weight decay 1e-3": {"epochs": 60, "weight_decay": 1e-3},
     "60 epochs, label smoothing 0": {"epochs": 60, "label_smoothing": 0.0},
     "batch 512, lr 0.2, 90 epochs": {"batch_size": 512, "lr": 0.2, "epochs": 90},
     "batch 128, lr 0.05, 34 epochs": {"batch_size": 128, "lr": 0.05, "epochs": 34},
-    "60 epochs, shift 1 px": {"epochs": 60, "padding": 1},
+    "60 epochs, shift 1 px": {"epochs": 60, "max_shift": 1},
     "60 epochs, weight decay 2e-3": {"epochs": 60, "weight_decay": 2e-3},
     "60 epochs, weight decay 4e-3": {"epochs": 60, "weight_decay": 4e-3},
     "68 epochs, weight decay 1e-3": {"epochs": 68, "weight_decay": 1e-3},
@@ -80,7 +80,7 @@ def data(data_dir, seed, device):
 
 def train_and_measure(name, seed, data_dir, with_test, threads):
     torch.set_num_threads(threads)
-    device = NB.pick_device("auto")
+    device = pick_device()
     (train, val, normalize), recipe = data(data_dir, seed, device), {**BASE, **RECIPES[name]}
     NB.seed_everything(seed)
     model = NB.ConvNet().to(device)
@@ -93,13 +93,13 @@ def train_and_measure(name, seed, data_dir, with_test, threads):
            "val": NB.accuracy(NB.predict_logits(model, val[0], normalize), val[1]),
            "val mirror": NB.accuracy(NB.tta_logits(model, val[0], normalize, mirror=True), val[1]),
            "val tta": NB.accuracy(NB.tta_logits(model, val[0], normalize, mirror=True,
-                                                shift=recipe["padding"]), val[1])}
+                                                shift=recipe["max_shift"]), val[1])}
     if with_test:
         test_x, test_y = NB.dataset_tensors(NB.load_cifar10(data_dir, download=False)[1], device)
         row["test"] = NB.accuracy(NB.predict_logits(model, test_x, normalize), test_y)
         row["test mirror"] = NB.accuracy(NB.tta_logits(model, test_x, normalize, mirror=True), test_y)
         row["test tta"] = NB.accuracy(NB.tta_logits(model, test_x, normalize, mirror=True,
-                                                    shift=recipe["padding"]), test_y)
+                                                    shift=recipe["max_shift"]), test_y)
     return row
 
 

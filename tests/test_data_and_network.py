@@ -123,7 +123,7 @@ def test_augment_crops_and_flips_each_image(nb):
         assert matches, f"image {i} is not a flipped or unflipped crop of the padded input"
         flips += matches[0]
     assert 10 < flips < 54  # about half of the images are flipped
-    assert not torch.equal(nb.augment(images, nb.PADDING), nb.augment(images, nb.PADDING))  # random each time
+    assert not torch.equal(nb.augment(images, nb.MAX_SHIFT), nb.augment(images, nb.MAX_SHIFT))  # random each time
 
 
 def test_network_layers_shapes_and_parameter_count(nb, capsys):
@@ -245,12 +245,6 @@ def test_confusion_matrix_rows_count_each_class(nb):
     assert [t.get_text() for t in ax.texts][:3] == ["0.67", "0.33", "0.00"]
 
 
-def test_pick_device(nb):
-    assert nb.pick_device("cpu").type == "cpu"
-    assert nb.pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert nb.pick_device("cuda").type == "cuda"  # check_parameters has refused it where there is no GPU
-
-
 GOOD = {"seed": 0, "epochs": 68, "batch_size": 256, "learning_rate": 0.1, "timing_seconds": 1.0, "device": "auto",
         "val_size": 5000, "train_subset": 0}
 
@@ -266,17 +260,18 @@ def test_the_defaults_pass_the_parameter_checks(nb):
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "EPOCHS must be an integer >= 1, got 0"),
     ("epochs", 2.5, "EPOCHS must be an integer >= 1, got 2.5"),
-    ("batch_size", 0, r"BATCH_SIZE \(at most the training images\) must be an integer from 1 to 45,000, got 0"),
-    ("batch_size", 45_001, "BATCH_SIZE .* from 1 to 45,000, got 45001"),
+    ("batch_size", 0, r"BATCH_SIZE must be an integer from 1 to 45,000 \(45,000 images to train on\), got 0"),
+    ("batch_size", 45_001, r"BATCH_SIZE .* from 1 to 45,000 .*, got 45001"),
     ("learning_rate", 0, "LEARNING_RATE must be a number greater than 0, got 0"),
     ("learning_rate", -0.1, "LEARNING_RATE must be a number greater than 0, got -0.1"),
     ("learning_rate", math.nan, "LEARNING_RATE must be a number greater than 0, got nan"),
     ("learning_rate", "0.1", "LEARNING_RATE must be a number greater than 0, got '0.1'"),
     ("timing_seconds", 0.0, "TIMING_SECONDS must be a number greater than 0, got 0.0"),
-    ("device", "gpu", 'DEVICE must be "auto", "cpu" or "cuda", got \'gpu\''),
-    ("val_size", 0, "VAL_SIZE must be an integer from 1 to 49,999, got 0"),
-    ("val_size", 50_000, "VAL_SIZE must be an integer from 1 to 49,999, got 50000"),
-    ("train_subset", -1, r"TRAIN_SUBSET \(0: all\) must be an integer from 0 to 45,000, got -1"),
+    ("device", "gpu", 'DEVICE must be "auto", "cpu" or, where PyTorch sees a GPU, "cuda"; got \'gpu\''),
+    ("val_size", 0, r"VAL_SIZE must be an integer from 1 to 49,999 \(50,000 training images\), got 0"),
+    ("val_size", 50_000, r"VAL_SIZE must be an integer from 1 to 49,999 \(50,000 training images\), got 50000"),
+    ("train_subset", -1, (r"TRAIN_SUBSET \(0: all\) must be an integer from 0 to 45,000 \(50,000 images less "
+                         r"VAL_SIZE\), got -1")),
     ("train_subset", True, r"TRAIN_SUBSET \(0: all\) must be an integer .*got True"),
     ("seed", "abc", "SEED must be an integer from 0 to 4,294,967,295, got 'abc'"),
     ("seed", 1.5, "SEED must be an integer from 0 to 4,294,967,295, got 1.5"),
@@ -289,10 +284,25 @@ def test_a_wrong_parameter_stops_with_its_name_and_what_it_accepts(nb, field, va
         nb.check_parameters(**{**GOOD, field: value})
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"val_size": 20_000}, r"VAL_SIZE must be an integer from 1 to 9,999 \(10,000 training images\), got 20000"),
+    ({"val_size": 5000, "train_subset": 8000}, (r"TRAIN_SUBSET \(0: all\) must be an integer from 0 to 5,000 "
+                                                r"\(10,000 images less VAL_SIZE\), got 8000")),
+    ({"val_size": 5000, "batch_size": 6000}, (r"BATCH_SIZE must be an integer from 1 to 5,000 \(5,000 images to train "
+                                             r"on\), got 6000")),
+])
+def test_the_split_is_checked_against_the_images_there_are(nb, fields, message):
+    """A data folder with fewer images than CIFAR-10's 50,000 (a subset, a damaged download): each field that no
+    longer fits names itself, its value and how many images there are."""
+    nb.check_parameters(**{**GOOD, **fields})  # fits CIFAR-10
+    with pytest.raises(ValueError, match=message):
+        nb.check_parameters(**{**GOOD, **fields}, train_images=10_000)
+
+
 def test_batch_size_is_checked_against_the_training_images_left(nb):
-    with pytest.raises(ValueError, match=r"BATCH_SIZE .* from 1 to 1,000, got 1001"):
+    with pytest.raises(ValueError, match=r"BATCH_SIZE .* from 1 to 1,000 .*, got 1001"):
         nb.check_parameters(**{**GOOD, "train_subset": 1000, "batch_size": 1001})
-    with pytest.raises(ValueError, match=r"BATCH_SIZE .* from 1 to 40,000, got 45000"):
+    with pytest.raises(ValueError, match=r"BATCH_SIZE .* from 1 to 40,000 .*, got 45000"):
         nb.check_parameters(**{**GOOD, "val_size": 10_000, "batch_size": 45_000})
 
 
@@ -301,7 +311,7 @@ def test_seeding_asks_for_determinism_and_full_float32_without_filling_new_tenso
     convolution, and TF32 would round both differently."""
     nb.seed_everything(0)
     assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
-    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert not torch.backends.cudnn.benchmark  # cuDNN picks deterministic kernels under deterministic algorithms
     assert torch.utils.deterministic.fill_uninitialized_memory is False
     assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
     assert torch.get_float32_matmul_precision() == "highest"
@@ -311,8 +321,7 @@ def test_cuda_without_a_gpu_is_refused_with_what_to_do(nb):
     if torch.cuda.is_available():
         nb.check_parameters(**{**GOOD, "device": "cuda"})
     else:
-        with pytest.raises(ValueError, match="DEVICE = 'cuda', but PyTorch sees no GPU: choose a GPU runtime, or "
-                                             "DEVICE = 'auto'"):
+        with pytest.raises(ValueError, match='where PyTorch sees a GPU, "cuda"; got \'cuda\''):
             nb.check_parameters(**{**GOOD, "device": "cuda"})
 
 

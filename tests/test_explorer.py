@@ -138,6 +138,16 @@ def test_transparency_is_shown_on_white_and_said(nb, setting, tmp_path):
     assert nb.load_photo(saved(tmp_path, "opaque.png", opaque, "RGBA"))[2] == []  # an alpha channel, nothing hidden
 
 
+def test_an_animation_says_that_its_first_frame_is_used(nb, setting, tmp_path):
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "wave.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    square, _, notes = nb.load_photo(tmp_path / "wave.gif")
+    assert notes == ["an animation: its first frame of 3 is used"]
+    assert square[:, 20, 20].tolist() == [255, 0, 0]  # red, the first frame
+    line = explore(nb, setting, 0, "predicted", str(tmp_path / "wave.gif"))[1]
+    assert line.startswith("photo wave.gif: an animation: its first frame of 3 is used; ")
+
+
 @pytest.mark.parametrize("width, height, said", [
     (1, 1, ["1x1 pixels, smaller than 32 on a side: enlarged"]),
     (3000, 1, ["3000x1 pixels, smaller than 32 on a side: enlarged",

@@ -50,7 +50,7 @@ def test_feature_map_figure_holds_3_images_4_layers_5_channels(nb, model_and_ima
     assert all(0 <= ax.images[0].get_array().min() and ax.images[0].get_array().max() <= 1 for ax in channel_axes)
     assert [ax.get_title().split("\n")[0] for ax in channel_axes[:4]] == list(maps)  # a column per layer
     assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel().startswith("channel")] == [
-        f"channel {c}" for c in range(5)]  # the rows named once, on the first block
+        f"channel {c}" for _ in range(3) for c in range(5)]  # the rows named beside every image's block
     assert [ax.get_ylabel() for ax in fig.axes if "scaled" in ax.get_ylabel()] == ["each channel scaled to [0, 1]"]
     width, height = fig.get_size_inches() * 100  # pixels at 100 dpi
     assert width <= 1400 and height <= 700, "the figure must fit on one laptop screen"
@@ -181,7 +181,7 @@ def test_gradcam_findings_are_computed_from_the_maps(nb, model_and_images):
     preds = nb.predict_logits(model, images, normalize).argmax(1)
     labels = preds.clone()
     labels[10:] = (preds[10:] + 1) % 10  # the first 10 predictions right, the last 10 wrong
-    lines = nb.gradcam_figures(model, normalize, images, labels, preds).splitlines()
+    lines = nb.gradcam_findings(model, normalize, images, labels, preds).splitlines()
     every_cams = nb.gradcam_captum(model, model.conv2, normalize(images), preds)
     every = every_cams[:, 0, 2:8, 2:8].sum((1, 2)) / every_cams[:, 0].sum((1, 2))  # the central 6 x 6 of 10 x 10
     assert lines[:2] == ["share of a map's heat in the central 6x6 of conv2's 10x10 cells, all 20 test images:",
@@ -201,11 +201,11 @@ def test_feature_map_findings_are_computed_from_the_maps(nb, model_and_images):
     raw = nb.capture_feature_maps(model, as_input(images[:3]))
     many = nb.capture_feature_maps(model, as_input(images))
     many["conv2 + ReLU"][:, 4] = 0  # a channel that never fires
-    lines = list(nb.feature_map_figures(raw, many))
+    lines = list(nb.feature_map_findings(raw, many))
     assert len(lines) == 2
     for line, name, channels in zip(lines, ("conv1 + ReLU", "conv2 + ReLU"), (8, 16)):
         zeros = [(maps[name] == 0).float().mean().item() for maps in (raw, many)]
         silent = int((many[name].amax(dim=(0, 2, 3)) == 0).sum())
         assert silent >= (name == "conv2 + ReLU")
-        assert line == (f"{name}: zeros (drawn dark) {zeros[0]:.0%} on the 3 images drawn, {zeros[1]:.0%} on 20 test "
-                        f"images; channels zero on all 20: {silent} of {channels}")
+        assert line == (f"{name}: values set to zero by the ReLU: {zeros[0]:.0%} on the 3 images drawn, "
+                        f"{zeros[1]:.0%} on 20 test images; channels zero on all 20: {silent} of {channels}")

@@ -225,6 +225,16 @@ def test_mylinear_takes_the_device_third_as_the_starter_code_does(nb):
         nb.myLinear(8, 16, "cpu", False)  # bias by name only
 
 
+@pytest.mark.parametrize("make", [lambda nb: nb.myConv2d(3, 8, 5, 1, 0, "cuda"),
+                                  lambda nb: nb.myConv2dFast(3, 8, 5, 1, 0, "cpu"),
+                                  lambda nb: nb.myLinear(8, 16, bias="cuda"), lambda nb: nb.myConv2d(3, 8, 5, bias=1)])
+def test_a_bias_that_is_not_a_bool_is_a_device_in_the_wrong_place(nb, make):
+    """nn.Conv2d's sixth argument is its dilation, ours is the bias: a device there must not pass as bias=True and
+    leave the weights on the CPU. Every own layer names device= in its error."""
+    with pytest.raises(TypeError, match=r"bias must be True or False, got .*; a device is passed by name: device="):
+        make(nb)
+
+
 def test_numpy_integers_are_accepted_as_sizes_like_pytorch_does(nb):
     """nn.Linear and nn.Conv2d take NumPy integers (anything operator.index takes); so do the own layers, with the
     same outputs."""
@@ -251,7 +261,7 @@ def test_column_matrix_size_follows_from_the_shapes(nb, conv_name, c_in, k, s, p
                                          stride=conv.stride)
     x = torch.zeros(1, c_in, h, w)
     assert nb.column_matrix_values(conv, x) == columns.numel()
-    assert conv(x).shape[2:] == nb.pad_for_conv(conv, x)[1]
+    assert conv(x).shape[2:] == conv.pad_input(x)[1]
     if (c_in, h) == (3, 32):
         assert round(nb.column_matrix_values(conv, x) / (c_in * h * w), 1) == 19.1
     if (c_in, h) == (8, 14):

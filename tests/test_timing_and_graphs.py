@@ -12,14 +12,23 @@ import torch
 def test_the_timing_table_prints_means_and_ratios(nb, capsys):
     timings = {20: {"default": np.array([0.6, 0.8]), "own, Eq. 4 loop": np.array([8.5, 8.6])},
                256: {"default": np.array([1.0, 1.0]), "own, Eq. 4 loop": np.array([10.8, 10.9])}}
-    nb.print_timing_table(timings, torch.device("cpu"))
+    ratios = nb.print_timing_table(timings, torch.device("cpu"))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("forward pass on CPU (") and lines[0].endswith(", in ms")
     assert lines[3].split() == ["20", "own,", "Eq.", "4", "loop", "8.550", "0.050", "2", f"{8.55 / 0.7:.2f}x"]
     assert lines[4].split() == ["256", "default", "1.000", "0.000", "2"]
     assert len(lines) == 6  # the header, two lines, one row per batch size and network
-    assert nb.mean_ratios(timings) == {20: {"own, Eq. 4 loop": pytest.approx(8.55 / 0.7)},
-                                       256: {"own, Eq. 4 loop": pytest.approx(10.85)}}
+    assert ratios == {20: {"default": 1.0, "own, Eq. 4 loop": pytest.approx(8.55 / 0.7)},
+                      256: {"default": 1.0, "own, Eq. 4 loop": pytest.approx(10.85)}}
+
+
+def test_a_single_block_prints_no_spread(nb, capsys):
+    """torch.utils.benchmark may measure one block only (a slow network, a short TIMING_SECONDS): no spread is
+    printed for it, not a standard deviation of 0.000."""
+    nb.print_timing_table({20: {"default": np.array([0.6, 0.8]), "own, Eq. 4 loop": np.array([9.0])}},
+                          torch.device("cpu"))
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["20", "own,", "Eq.", "4", "loop", "9.000", "–", "1",
+                                                                 f"{9 / 0.7:.2f}x"]
 
 
 def test_forward_times_are_torch_benchmarks_blocks_in_ms(nb):
@@ -155,11 +164,14 @@ class FakeCuda:
 
         self.CUDAGraph, self.capturing = Graph, False
 
+    def _stream(self, name):
+        return types.SimpleNamespace(name=name, wait_stream=lambda other: self.calls.append(("wait", name, other.name)))
+
     def Stream(self):
-        return types.SimpleNamespace(name="side", wait_stream=lambda other: None)
+        return self._stream("side")
 
     def current_stream(self):
-        return types.SimpleNamespace(name=self.current, wait_stream=lambda other: None)
+        return self._stream(self.current)
 
     @contextlib.contextmanager
     def stream(self, stream):
@@ -209,7 +221,14 @@ def test_a_failed_capture_ends_the_capture_restores_the_stream_and_raises_its_re
     assert fake.current == "default"
 
 
+@pytest.fixture(autouse=True)
+def no_failed_captures(nb, monkeypatch):
+    """Each test starts in a runtime where no capture has failed."""
+    monkeypatch.setattr(nb, "FAILED_CAPTURES", [])
+
+
 def test_a_synchronization_is_named_in_the_warm_up_before_any_capture(nb, monkeypatch):
+    """A warm-up call that raises still leaves the caller's stream waiting for the side stream's queued work."""
     fake = FakeCuda()
     monkeypatch.setattr(nb.torch, "cuda", fake)
 
@@ -221,6 +240,41 @@ def test_a_synchronization_is_named_in_the_warm_up_before_any_capture(nb, monkey
         nb.capture_graph(step)
     assert not any(call[0] == "capture_begin" for call in fake.calls)
     assert fake.mode == 0 and fake.current == "default"
+    assert fake.calls[-1] == ("wait", "default", "side")
+    assert nb.FAILED_CAPTURES == []  # a warm-up failure is no failed capture
+
+
+@pytest.mark.parametrize("version, blocked", [("2.11.0+cu130", True), ("2.12.0", False)])
+def test_after_a_failed_capture_old_torch_captures_no_more_and_says_to_restart(nb, monkeypatch, capsys, version,
+                                                                              blocked):
+    """pytorch#180395, fixed in 2.12: before it, a capture that CUDA invalidated leaves the caching allocator's
+    capture state behind. The failure is printed with a restart hint, and later captures are skipped, not tried."""
+    fake = FakeCuda(capture_end_error="cudaErrorStreamCaptureInvalidated: operation failed during capture")
+    monkeypatch.setattr(nb.torch, "cuda", fake)
+    monkeypatch.setattr(nb.torch, "__version__", torch.torch_version.TorchVersion(version))
+
+    def step():
+        if fake.capturing:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    assert nb.on_cuda_only(torch.device("cuda"), "the own network as a CUDA graph",
+                           lambda: nb.capture_graph(step)) is None
+    out = capsys.readouterr().out
+    assert out.startswith("the own network as a CUDA graph failed: RuntimeError: CUDA error: operation not permitted")
+    assert nb.FAILED_CAPTURES == ["RuntimeError: CUDA error: operation not permitted when stream is capturing"]
+    restart = ("restart the runtime (Runtime ▸ Restart session) before capturing again")
+    assert (restart in out) == blocked
+    tried = []
+    nb.on_cuda_only(torch.device("cuda"), "training with the step as a CUDA graph", lambda: tried.append(1))
+    out = capsys.readouterr().out
+    assert tried == ([] if blocked else [1])
+    if blocked:
+        assert out.startswith("training with the step as a CUDA graph: a capture failed earlier in this runtime "
+                              "(RuntimeError: CUDA error: operation not permitted when stream is capturing), and torch "
+                              f"{version} then keeps the caching allocator's capture state (pytorch#180395, fixed in "
+                              "2.12): restart the runtime") and out.rstrip().endswith(": skipped")
+        with pytest.raises(RuntimeError, match="a capture failed earlier in this runtime"):
+            nb.capture_graph(step)
 
 
 def test_profile_on_a_cpu_reports_wall_time_alone(nb, capsys):
