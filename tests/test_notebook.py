@@ -441,15 +441,20 @@ def test_an_output_folder_that_cannot_be_written_stops_the_run_before_the_data(t
     assert "training split" not in "".join(cell_text(c) for c in executed.cells if c.cell_type == "code")
 
 
-def test_damaged_saved_weights_are_named_kept_and_trained_anew(run, cifar_archive, tmp_path):
-    """REUSE_WEIGHTS with a weights file cut short (a copy to Drive interrupted): a warning names the file and says
-    what is wrong, the run trains anew, and the damaged pair is kept under new names, not deleted."""
-    _, _, drive = run
-    copy = tmp_path / "drive"
+def copy_of_drive(drive, copy):
+    """A Drive folder holding the main run's weights and history, and its data by a link."""
     copy.mkdir()
     for name in ("convnet_cifar10.pt", "convnet_cifar10_history.json"):
         (copy / name).write_bytes((drive / name).read_bytes())
     (copy / "data").symlink_to(drive / "data")
+    return copy
+
+
+def test_damaged_saved_weights_are_named_kept_and_trained_anew(run, cifar_archive, tmp_path):
+    """REUSE_WEIGHTS with a weights file cut short (a copy to Drive interrupted): a warning names the file and says
+    what is wrong, the run trains anew, and the damaged pair is kept under new names, not deleted."""
+    _, _, drive = run
+    copy = copy_of_drive(drive, tmp_path / "drive")
     weights = copy / "convnet_cifar10.pt"
     damaged = weights.read_bytes()[:5000]
     weights.write_bytes(damaged)
@@ -489,11 +494,7 @@ def test_a_full_drive_loses_nothing_and_the_run_goes_on(run, cifar_archive, tmp_
     is left, the warning names the folder and says it is full, and Part A runs to its checklist with the network
     trained in memory, saying that it was not saved."""
     _, _, drive = run
-    copy = tmp_path / "drive"
-    copy.mkdir()
-    for name in ("convnet_cifar10.pt", "convnet_cifar10_history.json"):
-        (copy / name).write_bytes((drive / name).read_bytes())
-    (copy / "data").symlink_to(drive / "data")
+    copy = copy_of_drive(drive, tmp_path / "drive")
     before = {path.name: path.read_bytes() for path in copy.glob("convnet_cifar10*")}
     head = head_of_notebook(tmp_path, "for task, points, passed, figure in")
     executed = execute(tmp_path, "full.ipynb", notebook=head, colab_archive=cifar_archive, startup=FULL_DISK,
