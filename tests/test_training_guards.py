@@ -216,12 +216,20 @@ def test_a_full_disk_leaves_the_earlier_run_untouched_and_the_run_goes_on(nb, tm
     assert nb.reuse_saved_run(nb.ConvNet(), weights, history_path, FORM)["train_loss"] == [2.0] * 4  # the earlier run
 
 
-def test_an_interrupted_save_leaves_no_partial_file_behind(nb, tmp_path, monkeypatch):
+def test_an_interrupted_save_leaves_the_earlier_run_as_it_was(nb, tmp_path, monkeypatch):
+    """An interrupt while the new weights are written: the earlier pair keeps its names and bytes (a `.partial` file
+    may stay, which nothing reads and the next save overwrites)."""
     weights, history_path = saved_run(nb, tmp_path)
-    monkeypatch.setattr(pathlib.Path, "write_bytes", lambda path, data: (_ for _ in ()).throw(KeyboardInterrupt))
+    earlier = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    write_bytes = pathlib.Path.write_bytes
+
+    def interrupted(path, data):
+        write_bytes(path, data[:len(data) // 2])
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pathlib.Path, "write_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         nb.save_training(nb.ConvNet(), history_of(), weights, history_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.json", "w.pt"]
+    assert {name: (tmp_path / name).read_bytes() for name in earlier} == earlier
 
 
 def test_reused_weights_bring_the_normalization_that_trained_them(nb, tmp_path):
