@@ -42,7 +42,7 @@ def main():
     torch.manual_seed(0)
     if not torch.equal(ours, augment_by_indexing(images)):
         raise SystemExit("the two versions differ for the same random draws")
-    print(f"batch of {args.batch_size} uint8 images (3x32x32), padding {NB.MAX_SHIFT}, on {machine()}")
+    print(f"batch of {args.batch_size} uint8 images (3x32x32), shifts up to {NB.MAX_SHIFT} px, on {machine()}")
     results = {}
     for name, fn in (("gather (notebook)", lambda x: NB.augment(x, NB.MAX_SHIFT)),
                      ("indexing by row and column", augment_by_indexing)):
